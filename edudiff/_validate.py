@@ -1,0 +1,49 @@
+"""Argument checks shared by the package: each error names the argument and says the fix."""
+from __future__ import annotations
+
+import torch
+
+
+def as_tensor_t(t, T: int, batch: int | None = None, device=None, name: str = "t") -> torch.Tensor:
+    """Return ``t`` as a LongTensor of shape (B,) with every value in 1..T.
+
+    ``t`` may be a LongTensor of shape (B,) or a Python int (then broadcast to ``batch`` rows).
+    Convention: t runs 1..T as in Ho et al. (2020); t=0 means "no noise" and is not a step.
+    """
+    if isinstance(t, bool):
+        raise TypeError(f"{name} must be an integer timestep or a LongTensor of shape (B,), got a bool")
+    if isinstance(t, int):
+        if batch is None:
+            raise TypeError(f"{name} is a Python int but the batch size is unknown; pass a LongTensor of shape (B,)")
+        t = torch.full((batch,), t, dtype=torch.long, device=device)
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a LongTensor of shape (B,) (or an int), got {type(t).__name__}")
+    if t.dtype.is_floating_point or t.dtype == torch.bool or t.dtype.is_complex:
+        raise TypeError(f"{name} must hold integer timesteps (torch.long), got dtype {t.dtype}; use t.long()")
+    if t.ndim != 1:
+        raise ValueError(f"{name} must have shape (B,), one timestep per batch row; got shape {tuple(t.shape)}")
+    if batch is not None and t.shape[0] != batch:
+        raise ValueError(f"{name} has {t.shape[0]} entries but the data has batch size {batch}; "
+                         f"give one timestep per row")
+    if t.numel() and (int(t.min()) < 1 or int(t.max()) > T):
+        raise ValueError(f"{name} must lie in 1..T={T} (t runs 1..T as in the paper; 0 means no noise); "
+                         f"got values in [{int(t.min())}, {int(t.max())}]")
+    return t.long()
+
+
+def check_finite(x: torch.Tensor, name: str) -> torch.Tensor:
+    """Raise if ``x`` is not a tensor or holds NaN/inf."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.ndim == 0:
+        raise ValueError(f"{name} must have a batch dimension, shape (B, ...); got a scalar")
+    if x.dtype.is_floating_point and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or inf; clean the data (e.g. torch.nan_to_num) before diffusing")
+    return x
+
+
+def check_same_shape(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
+    """Raise unless ``a`` and ``b`` have identical shapes."""
+    if a.shape != b.shape:
+        raise ValueError(f"{name_a} has shape {tuple(a.shape)} but {name_b} has shape {tuple(b.shape)}; "
+                         f"they must match")

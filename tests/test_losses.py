@@ -1,0 +1,97 @@
+"""Losses: the ELBO weights against the KL they replace; L_simple against its closed-form value
+for Gaussian data (E||eps - eps*||^2 = alpha_bar_t when x_0 ~ N(0, 1))."""
+import math
+
+import pytest
+import torch
+
+from edudiff import (Schedule, elbo_weights, loss_elbo_weighted, loss_simple, normal_kl, p_mean_variance,
+                     q_posterior, q_sample, vb_terms)
+from edudiff.toy import GaussianMixture
+
+
+@pytest.mark.parametrize("var_type", ["beta", "beta_tilde"])
+def test_weight_times_eps_error_equals_the_kl_between_means(var_type):
+    """L_{t-1} - C_t = lambda_t ||eps - eps_theta||^2 (eq. 8-12), checked with normal_kl on the means."""
+    s = Schedule.linear(1000)
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(64, 5, generator=g, dtype=torch.float64)
+    eps = torch.randn(64, 5, generator=g, dtype=torch.float64)
+    t = torch.randint(2, 1001, (64,), generator=g)
+    xt = q_sample(s, x0, t, noise=eps)
+    eps_theta = eps + 0.3 * torch.randn(64, 5, generator=g, dtype=torch.float64)  # an imperfect model
+    out = p_mean_variance(s, None, xt, t, var_type=var_type, eps=eps_theta)
+    true_mean, _ = q_posterior(s, x0, xt, t)
+    lv = out["log_variance"]
+    kl_means = (normal_kl(true_mean, lv, out["mean"], lv)).sum(1)   # same variance: only the means differ
+    lam = elbo_weights(s, var_type)[t]
+    assert torch.allclose(kl_means, lam * ((eps - eps_theta) ** 2).sum(1), rtol=1e-8)
+
+
+def test_weights_shape_and_values():
+    s = Schedule.linear(1000)
+    lam = elbo_weights(s)
+    assert lam.shape == (1001,) and lam[0] == 0 and lam.dtype == torch.float64
+    # lambda_t = beta_t / (2 alpha_t (1 - alpha_bar_t)) for sigma^2 = beta: huge at t=1, tiny at t=T
+    assert lam[1].item() == pytest.approx(1e-4 / (2 * (1 - 1e-4) * 1e-4), rel=1e-9)
+    assert lam[1000].item() == pytest.approx(0.02 / (2 * 0.98 * (1 - s.alpha_bars[1000].item())), rel=1e-9)
+
+
+def test_expected_bound_terms_match_closed_form_for_gaussian_data():
+    """x_0 ~ N(0,1) with the exact eps*: E[L_{t-1}] = lambda_t alpha_bar_t + KL(N(0, bt~) || N(0, beta_t))."""
+    s = Schedule.linear(200, beta_T=0.1)
+    gauss = GaussianMixture([1.0], [0.0], [1.0])
+    model = gauss.optimal_eps_model(s)
+    g = torch.Generator().manual_seed(0)
+    n = 40000
+    lam = elbo_weights(s, "beta")
+    for t in (2, 30, 150):
+        x0 = gauss.sample(n, generator=g)
+        tt = torch.full((n,), t)
+        terms = vb_terms(s, model, x0, q_sample(s, x0, tt, generator=g), tt, var_type="beta", decoder="gaussian")
+        bt, b = s.posterior_variance[t].item(), s.betas[t].item()
+        c_t = 0.5 * (-1 + math.log(b / bt) + bt / b)
+        expected = lam[t].item() * s.alpha_bars[t].item() + c_t
+        assert abs(terms.mean().item() - expected) < 5 * terms.std().item() / math.sqrt(n), t
+
+
+def test_loss_simple_of_the_optimal_model_is_mean_alpha_bar_for_gaussian_data():
+    s = Schedule.linear(100, beta_T=0.1)
+    gauss = GaussianMixture([1.0], [0.0], [1.0])
+    g = torch.Generator().manual_seed(1)
+    x0 = gauss.sample(100000, generator=g)
+    per_row = loss_simple(s, gauss.optimal_eps_model(s), x0, generator=g, reduction="none")
+    expected = s.alpha_bars[1:].mean().item()   # Var(eps | x_t) = alpha_bar_t, t ~ U{1..T}
+    assert abs(per_row.mean().item() - expected) < 5 * per_row.std().item() / math.sqrt(len(per_row))
+
+
+def test_losses_are_differentiable_and_reproducible():
+    s = Schedule.linear(50)
+    w = torch.zeros(1, requires_grad=True)
+    model = lambda x, t: w * x  # noqa: E731
+    x0 = torch.randn(8, 3)
+    l1 = loss_simple(s, model, x0, generator=torch.Generator().manual_seed(0))
+    l2 = loss_simple(s, model, x0, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(l1, l2)
+    (g,) = torch.autograd.grad(l1, w)
+    # d/dw mean((eps - w x_t)^2) at w=0 is -2 mean(eps x_t): recompute x_t and eps from the same seed
+    gen = torch.Generator().manual_seed(0)
+    t = torch.randint(1, 51, (8,), generator=gen)
+    eps = torch.randn(x0.shape, generator=gen)
+    xt = q_sample(s, x0, t, noise=eps)
+    assert g.item() == pytest.approx((-2 * eps * xt).mean().item(), rel=1e-5)
+    lw = loss_elbo_weighted(s, model, x0, t=t, noise=eps, reduction="none")
+    assert lw.shape == (8,) and bool((lw > 0).all())
+
+
+def test_bad_arguments():
+    s = Schedule.linear(10)
+    model = lambda x, t: torch.zeros_like(x)  # noqa: E731
+    with pytest.raises(ValueError, match="var_type"):
+        elbo_weights(s, "learned")
+    with pytest.raises(ValueError, match="reduction"):
+        loss_simple(s, model, torch.zeros(2, 2), reduction="sum")
+    with pytest.raises(ValueError, match="x0 contains NaN"):
+        loss_simple(s, model, torch.tensor([[float("nan")]]))
+    with pytest.raises(ValueError, match="must return eps_hat with the shape"):
+        loss_simple(s, lambda x, t: x[:, :1], torch.zeros(2, 3))
