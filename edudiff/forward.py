@@ -47,8 +47,7 @@ def q_step(schedule: Schedule, x_prev: torch.Tensor, t, noise: torch.Tensor | No
     check_finite(x_prev, "x_prev")
     t = schedule.check_t(t, batch=x_prev.shape[0], device=x_prev.device)
     eps = _noise(x_prev, noise, generator)
-    beta = schedule.gather("betas", t, x_prev)
-    return (1.0 - beta).sqrt() * x_prev + beta.sqrt() * eps
+    return schedule.gather("sqrt_alphas", t, x_prev) * x_prev + schedule.gather("sqrt_betas", t, x_prev) * eps
 
 
 def q_mean_var(schedule: Schedule, x0: torch.Tensor, t) -> tuple[torch.Tensor, torch.Tensor]:

@@ -73,4 +73,4 @@ def posterior_mean_from_eps(schedule: Schedule, xt: torch.Tensor, t, eps: torch.
     """
     t = _prep(schedule, xt, eps, t, "xt", "eps")
     beta = schedule.gather("betas", t, xt)
-    return (xt - beta / schedule.gather("sqrt_one_minus_alpha_bars", t, xt) * eps) / schedule.gather("alphas", t, xt).sqrt()
+    return (xt - beta / schedule.gather("sqrt_one_minus_alpha_bars", t, xt) * eps) / schedule.gather("sqrt_alphas", t, xt)

@@ -94,6 +94,7 @@ class Schedule:
     ============================== ===========================================================
     ``betas``                      beta_t, beta_0 = 0
     ``alphas``                     1 - beta_t
+    ``sqrt_alphas``, ``sqrt_betas`` sqrt(alpha_t), sqrt(beta_t) (one forward step, eq. 2)
     ``alpha_bars``                 prod_{s<=t} alpha_s, alpha_bar_0 = 1
     ``alpha_bars_prev``            alpha_bar_{t-1} (index 0 holds 1)
     ``sqrt_alpha_bars``            sqrt(alpha_bar_t)
@@ -133,6 +134,8 @@ class Schedule:
         zero = torch.zeros(1, dtype=torch.float64)
         self.betas = torch.cat([zero, b])
         self.alphas = 1.0 - self.betas
+        self.sqrt_alphas = self.alphas.sqrt()
+        self.sqrt_betas = self.betas.sqrt()
         self.alpha_bars = torch.cumprod(self.alphas, 0)
         self.alpha_bars_prev = torch.cat([one, self.alpha_bars[:-1]])
         self.sqrt_alpha_bars = self.alpha_bars.sqrt()

@@ -28,7 +28,7 @@ def test_alpha_bar_T_of_linear_schedule_equals_log_space_product():
 
 def test_tables_follow_the_convention():
     s = Schedule.linear(10)
-    for name in ("betas", "alphas", "alpha_bars", "alpha_bars_prev", "posterior_variance",
+    for name in ("betas", "alphas", "sqrt_alphas", "sqrt_betas", "alpha_bars", "alpha_bars_prev", "posterior_variance",
                  "posterior_log_variance_clipped", "posterior_mean_coef_x0", "posterior_mean_coef_xt", "snr"):
         table = getattr(s, name)
         assert table.shape == (11,) and table.dtype == torch.float64, name
