@@ -9,8 +9,10 @@ TORCH_INDEX ?=
 VENV := .venv
 BIN := $(VENV)/bin
 LAB_PORT ?= 8888
+# JupyterLab refuses to run as root (e.g. in a container) unless told to.
+ROOT_ARGS := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: lab test install clean-venv
+.PHONY: lab test test-browser install clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,10 +27,14 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 
 lab: install
-	$(BIN)/jupyter lab --notebook-dir=notebooks --port=$(LAB_PORT) $(LAB_ARGS)
+	$(BIN)/jupyter lab --notebook-dir=notebooks --port=$(LAB_PORT) $(ROOT_ARGS) $(LAB_ARGS)
 
 test: install
 	EDUDIFF_FAST=$${EDUDIFF_FAST:-1} $(BIN)/python -m pytest tests --nbval notebooks $(PYTEST_ARGS)
+
+# Only the end-to-end browser tests (Chromium: bash .ci/install_browser.sh).
+test-browser: install
+	EDUDIFF_FAST=$${EDUDIFF_FAST:-1} $(BIN)/python -m pytest tests/test_browser.py -m browser $(PYTEST_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)
