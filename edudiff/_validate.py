@@ -1,7 +1,27 @@
 """Argument checks shared by the package: each error names the argument and says the fix."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
+
+_value_checks = True
+
+
+@contextmanager
+def value_checks(enabled: bool):
+    """Turn the checks that read data values (NaN/inf in data, t within 1..T) on or off inside a block.
+
+    Shape, dtype and type checks always run. Value checks read a result back from the device, which
+    on a GPU is a synchronisation per call; a training loop whose batches are valid by construction
+    (uint8 images, t from ``randint(1, T+1)``) turns them off there.
+    """
+    global _value_checks
+    before, _value_checks = _value_checks, bool(enabled)
+    try:
+        yield
+    finally:
+        _value_checks = before
 
 
 def as_tensor_t(t, T: int, batch: int | None = None, device=None, name: str = "t") -> torch.Tensor:
@@ -25,7 +45,7 @@ def as_tensor_t(t, T: int, batch: int | None = None, device=None, name: str = "t
     if batch is not None and t.shape[0] != batch:
         raise ValueError(f"{name} has {t.shape[0]} entries but the data has batch size {batch}; "
                          f"give one timestep per row")
-    if t.numel() and (int(t.min()) < 1 or int(t.max()) > T):
+    if _value_checks and t.numel() and (int(t.min()) < 1 or int(t.max()) > T):
         raise ValueError(f"{name} must lie in 1..T={T} (t runs 1..T as in the paper; 0 means no noise); "
                          f"got values in [{int(t.min())}, {int(t.max())}]")
     return t.long()
@@ -37,7 +57,7 @@ def check_finite(x: torch.Tensor, name: str) -> torch.Tensor:
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.ndim == 0:
         raise ValueError(f"{name} must have a batch dimension, shape (B, ...); got a scalar")
-    if x.dtype.is_floating_point and not bool(torch.isfinite(x).all()):
+    if _value_checks and x.dtype.is_floating_point and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or inf; clean the data (e.g. torch.nan_to_num) before diffusing")
     return x
 

@@ -89,3 +89,15 @@ def test_bad_data_is_refused():
         q_step(s, torch.tensor([float("inf")]), torch.tensor([1]))
     with pytest.raises(TypeError, match="x0 must be a torch.Tensor"):
         q_mean_var(s, np.zeros(3), torch.tensor([1, 1, 1]))
+
+
+def test_value_checks_can_be_switched_off_for_a_block_and_come_back():
+    from edudiff._validate import value_checks
+    s = Schedule.linear(10)
+    bad = torch.tensor([[float("nan")]])
+    with value_checks(False):
+        assert torch.isnan(q_sample(s, bad, torch.tensor([1]))).all()   # no read-back, no error
+        with pytest.raises(ValueError, match="batch size 2"):           # shape checks still run
+            q_sample(s, torch.zeros(2, 1), torch.tensor([1, 2, 3]))
+    with pytest.raises(ValueError, match="NaN"):
+        q_sample(s, bad, torch.tensor([1]))

@@ -1,0 +1,319 @@
+"""Tests for edudiff.train: exact resumption (in process, after Ctrl-C, after SIGKILL), the CLI,
+DDP with gloo on CPU, sampling helpers, and the PNG writer (read back by an independent decoder).
+
+The in-process runs use synthetic 8-bit images; the CLI and DDP runs read MNIST from the offline
+dataset folder (skipped when it is absent).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edudiff import Schedule
+from edudiff.checkpoint import CheckpointError, load_checkpoint
+from edudiff.train import (TrainConfig, TrainingInterrupted, denoising_strip, ema_update, epoch_permutation,
+                           load_model, main, make_grid, sample_images, save_image_grid, train, write_png)
+from edudiff.unet import UNet, mnist_tiny
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("EDUDIFF_DATA") or REPO.parent / "shared" / "datasets")
+HAVE_MNIST = all((DATA / "MNIST" / "raw" / f).is_file() for f in
+                 ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"))
+needs_mnist = pytest.mark.skipif(not HAVE_MNIST, reason=f"MNIST not found under {DATA} (set EDUDIFF_DATA)")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small tensors: one intra-op thread is faster, and it avoids OpenMP spin-waits on a busy CPU."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@contextmanager
+def threads(n: int):
+    """Run with n intra-op threads (the subprocesses get OMP_NUM_THREADS=n), then restore."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _env() -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1", EDUDIFF_DATA=str(DATA), PYTHONUNBUFFERED="1")
+    env.pop("WORLD_SIZE", None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def images():
+    """48 synthetic 8-bit images in [-1, 1] (uint8 v -> v/127.5 - 1)."""
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (48, 1, 28, 28), generator=g).float() / 127.5 - 1.0
+
+
+def cfg(out, **kw) -> TrainConfig:
+    # 48 images at batch 4: 12 steps per epoch, so 16 steps cross an epoch boundary; dropout on, so
+    # the global RNG state must be saved and restored too.
+    base = dict(steps=16, batch_size=4, warmup=3, lr=1e-3, ema_decay=0.9, out=str(out), ckpt_every=8,
+                log_every=1, sample_every=0, unet={"dropout": 0.1}, seed=5)
+    base.update(kw)
+    return TrainConfig.recommended("mnist", fast=True, **base)
+
+
+def assert_same_run(a, b):
+    for name in ("model", "ema"):
+        sa, sb = getattr(a, name).state_dict(), getattr(b, name).state_dict()
+        for k in sa:
+            assert torch.equal(sa[k], sb[k]), f"{name}.{k} differs between the straight and the resumed run"
+    assert torch.equal(a.losses, b.losses), f"loss histories differ:\n{a.losses}\n{b.losses}"
+    assert a.step == b.step
+
+
+def assert_same_weights(state_a: dict, model_b: torch.nn.Module, what: str):
+    for k, v in model_b.state_dict().items():
+        assert torch.equal(state_a[k], v.cpu()), f"{what}: parameter {k} differs"
+
+
+@pytest.fixture(scope="module")
+def straight(images, tmp_path_factory):
+    with threads(1):
+        return train(cfg(tmp_path_factory.mktemp("straight")), dataset=images, progress=False)
+
+
+# ------------------------------------------------------------------------------------------------
+# Exact resumption
+# ------------------------------------------------------------------------------------------------
+def test_resume_is_bit_identical(images, straight, tmp_path):
+    with threads(1):
+        first = train(cfg(tmp_path, steps=8), dataset=images, progress=False)
+        assert first.checkpoint == tmp_path / "last.pt" and load_checkpoint(first.checkpoint)["step"] == 8
+        resumed = train(cfg(tmp_path), dataset=images, progress=False, resume=True)
+    assert resumed.resumed_from == 8
+    assert_same_run(straight, resumed)
+    opt_a = load_checkpoint(straight.checkpoint)["optimizer"]["state"]
+    opt_b = load_checkpoint(resumed.checkpoint)["optimizer"]["state"]
+    for k in opt_a:
+        for key in opt_a[k]:
+            assert torch.equal(opt_a[k][key], opt_b[k][key]), f"optimizer state {k}.{key} differs"
+    log = [line for line in (tmp_path / "log.jsonl").read_text().splitlines() if line]
+    assert len(log) == 16, "log.jsonl should hold one line per step, without duplicates after resuming"
+
+
+def test_ctrl_c_saves_at_the_step_reached_and_resumes_exactly(images, straight, tmp_path):
+    def press_ctrl_c(state):
+        if state.step == 5:  # not a checkpoint step: the handler must save here
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with threads(1):
+        with pytest.raises(TrainingInterrupted) as info:
+            train(cfg(tmp_path), dataset=images, progress=False, callback=press_ctrl_c)
+        assert info.value.step == 5 and "SIGINT" in str(info.value)
+        assert load_checkpoint(tmp_path / "last.pt")["step"] == 5
+        resumed = train(cfg(tmp_path), dataset=images, progress=False, resume=True)
+    assert resumed.resumed_from == 5
+    assert_same_run(straight, resumed)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "the SIGINT handler was not restored"
+
+
+def test_callback_can_stop_training(images, tmp_path):
+    with threads(1):
+        r = train(cfg(tmp_path), dataset=images, progress=False, callback=lambda s: s.step >= 3)
+    assert r.stopped_early and r.step == 3 and r.losses.shape == (3,)
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 3
+
+
+def test_resume_checks_settings_and_files(images, tmp_path):
+    with threads(1):
+        train(cfg(tmp_path, steps=2), dataset=images, progress=False)
+        with pytest.raises(ValueError, match=r"cannot resume.*seed: checkpoint 5 vs now 6.*new --out"):
+            train(cfg(tmp_path, seed=6), dataset=images, progress=False, resume=True)
+        with pytest.raises(FileNotFoundError, match="nothing.pt"):
+            train(cfg(tmp_path), dataset=images, progress=False, resume=tmp_path / "nothing.pt")
+        (tmp_path / "last.pt").write_bytes(b"\x00" * 100)
+        with pytest.raises(CheckpointError, match=r"last.pt is not readable.*delete"):
+            train(cfg(tmp_path), dataset=images, progress=False, resume=True)
+        fresh = tmp_path / "fresh"
+        r = train(cfg(fresh, steps=1), dataset=images, progress=False, resume=True)  # nothing to resume: start
+    assert r.resumed_from is None and r.step == 1
+
+
+def test_config_errors_name_the_field(images):
+    with pytest.raises(ValueError, match="steps must be a positive int"):
+        TrainConfig.recommended("mnist", steps=0).validate()
+    with pytest.raises(ValueError, match="preset 'mnist_tiny' expects 1-channel.*cifar10_tiny"):
+        TrainConfig.recommended("cifar10", preset="mnist_tiny").validate()
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        TrainConfig(dataset="svhn").validate()
+    with pytest.raises(ValueError, match="sample_ddim_steps=2000 exceeds T=1000"):
+        TrainConfig(sample_ddim_steps=2000).validate()
+    with pytest.raises(ValueError, match="only 48 training images.*batch_size"):
+        train(TrainConfig.recommended("mnist", fast=True, batch_size=64, out=None), dataset=images, progress=False)
+
+
+# ------------------------------------------------------------------------------------------------
+# Pieces
+# ------------------------------------------------------------------------------------------------
+def test_data_order_is_a_seeded_permutation_per_epoch():
+    p0, p0b, p1 = epoch_permutation(100, 3, 0), epoch_permutation(100, 3, 0), epoch_permutation(100, 3, 1)
+    assert torch.equal(p0, p0b)
+    assert torch.equal(p0.sort().values, torch.arange(100)) and torch.equal(p1.sort().values, torch.arange(100))
+    assert not torch.equal(p0, p1) and not torch.equal(p0, epoch_permutation(100, 4, 0))
+
+
+def test_ema_update_formula():
+    torch.manual_seed(0)
+    a, b = torch.nn.Linear(3, 3), torch.nn.Linear(3, 3)
+    expected = {k: 0.9 * v + 0.1 * b.state_dict()[k] for k, v in a.state_dict().items()}
+    ema_update(a, b, 0.9)
+    for k, v in a.state_dict().items():
+        torch.testing.assert_close(v, expected[k], rtol=0, atol=1e-7)
+
+
+def test_png_grid_read_back_by_matplotlib(tmp_path):
+    import matplotlib.image as mpimg
+    g = torch.Generator().manual_seed(1)
+    grey = torch.randint(0, 256, (5, 1, 6, 7), generator=g).float() / 127.5 - 1
+    grid = make_grid(grey, nrow=3, padding=1)
+    assert grid.shape == (2 * 7 + 1, 3 * 8 + 1) and grid.dtype == np.uint8
+    # image k sits at row k // 3, column k % 3; pixels map exactly back to the uint8 values
+    expected = ((grey[4, 0] + 1) * 127.5).round().numpy().astype(np.uint8)
+    assert np.array_equal(grid[1 + 7:1 + 7 + 6, 1 + 8:1 + 8 + 7], expected)
+    assert (grid[0] == 255).all(), "padding should be white"
+    path = save_image_grid(grey, tmp_path / "g" / "grey.png", nrow=3, padding=1)
+    back = mpimg.imread(path)  # matplotlib decodes PNGs with Pillow: independent of our writer
+    assert np.array_equal(np.round(back * 255).astype(np.uint8), grid)
+    rgb = np.random.default_rng(0).integers(0, 256, (4, 9, 3), dtype=np.uint8)
+    back = mpimg.imread(write_png(tmp_path / "rgb.png", rgb))
+    assert np.array_equal(np.round(back * 255).astype(np.uint8), rgb)
+    with pytest.raises(ValueError, match="uint8"):
+        write_png(tmp_path / "bad.png", rgb.astype(np.float32))
+
+
+def test_sampling_helpers_are_seeded_and_shaped():
+    torch.manual_seed(0)
+    model = UNet(mnist_tiny())
+    s = Schedule.linear(1000)
+    with threads(1):
+        a = sample_images(model, s, 3, (1, 28, 28), ddim_steps=4, seed=7, batch_size=2)
+        b = sample_images(model, s, 3, (1, 28, 28), ddim_steps=4, seed=7)
+        c = sample_images(model, s, 3, (1, 28, 28), ddim_steps=4, seed=8)
+        anc = sample_images(model, Schedule.linear(20), 2, (1, 28, 28), ddim_steps=0, seed=0)
+        frames, ts = denoising_strip(model, Schedule.linear(20), (1, 28, 28), n=2, num_frames=5)
+        frames_ddim, ts_ddim = denoising_strip(model, s, (1, 28, 28), n=1, num_frames=3, ddim_steps=10)
+    assert a.shape == (3, 1, 28, 28) and torch.equal(a, b) and not torch.equal(a, c)
+    assert float(a.abs().max()) <= 1.0 and anc.shape == (2, 1, 28, 28)
+    assert frames.shape == (5, 2, 1, 28, 28) and ts[0] == 20 and ts[-1] == 0 and ts == sorted(ts, reverse=True)
+    assert frames_ddim.shape == (3, 1, 1, 28, 28) and ts_ddim[0] == 1000 and ts_ddim[-1] == 0
+
+
+# ------------------------------------------------------------------------------------------------
+# Command line, SIGKILL, DDP
+# ------------------------------------------------------------------------------------------------
+def _cli(out, steps, *extra) -> list[str]:
+    return [sys.executable, "-m", "edudiff.train", "--dataset", "mnist", "--fast", "--steps", str(steps),
+            "--batch-size", "4", "--limit", "40", "--ckpt-every", "4", "--log-every", "4", "--sample-every", "0",
+            "--seed", "3", "--out", str(out), "--quiet", *extra]
+
+
+@needs_mnist
+def test_cli_sigkill_resume_and_sample(tmp_path):
+    """A process killed (SIGKILL) after a checkpoint resumes to the same weights as a straight run."""
+    from edudiff.data import load_mnist
+    out, steps = tmp_path / "run", 28
+    proc = subprocess.Popen(_cli(out, steps), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 300
+    while not (out / "last.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    log = proc.communicate()[0].decode()
+    assert proc.returncode == -signal.SIGKILL, f"the run ended before it could be killed:\n{log}"
+    killed_at = load_checkpoint(out / "last.pt")["step"]
+    assert 4 <= killed_at < steps
+
+    done = subprocess.run(_cli(out, steps, "--resume"), env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"resuming from {out / 'last.pt'} at step {killed_at}/{steps}" in done.stdout
+
+    cfg_straight = TrainConfig.recommended("mnist", fast=True, steps=steps, batch_size=4, limit=40, ckpt_every=4,
+                                           log_every=4, sample_every=0, seed=3, out=None)
+    with threads(1):
+        straight = train(cfg_straight, dataset=load_mnist(DATA), progress=False)
+    state = load_checkpoint(out / "last.pt")
+    assert state["step"] == steps
+    assert_same_weights(state["model"], straight.model, "SIGKILL + resume vs straight (model)")
+    assert_same_weights(state["ema"], straight.ema, "SIGKILL + resume vs straight (EMA)")
+    assert torch.equal(state["losses"], straight.losses)
+
+    grid = tmp_path / "grid.png"
+    smp = subprocess.run([sys.executable, "-m", "edudiff.train", "sample", "--ckpt", str(out / "last.pt"), "--n", "4",
+                          "--ddim-steps", "3", "--out", str(grid), "--device", "cpu"],
+                         env=_env(), capture_output=True, text=True, timeout=300)
+    assert smp.returncode == 0, smp.stdout + smp.stderr
+    import matplotlib.image as mpimg
+    assert mpimg.imread(grid).shape == (2 * 30 + 2, 2 * 30 + 2), "a 2x2 grid of 28x28 digits with 2-pixel gaps"
+    model, schedule, _ = load_model(out / "last.pt", device="cpu")
+    assert schedule.T == 1000 and not model.training
+
+
+def test_cli_errors_are_clear(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0 and "--resume" in capsys.readouterr().out
+    assert main(["--dataset", "cifar10", "--preset", "mnist_tiny", "--out", str(tmp_path)]) == 2
+    assert "preset 'mnist_tiny' expects 1-channel" in capsys.readouterr().err
+    assert main(["sample", "--ckpt", str(tmp_path / "missing.pt")]) == 2
+    assert "missing.pt does not exist" in capsys.readouterr().err
+    (tmp_path / "bad.pt").write_text("not a checkpoint")
+    assert main(["sample", "--ckpt", str(tmp_path / "bad.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.pt is not readable" in err and "delete" in err
+
+
+@needs_mnist
+def test_ddp_gloo_two_processes(tmp_path):
+    """torchrun with 2 CPU processes (gloo): the ranks end with identical weights, and the run equals
+    one process with the doubled batch (same images, same noise; only the summation order differs)."""
+    from edudiff.data import load_mnist
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "edudiff.train", "--dataset", "mnist", "--fast", "--steps", "4", "--batch-size", "4",
+           "--limit", "64", "--ckpt-every", "2", "--sample-every", "0", "--seed", "1", "--out", str(out), "--quiet"]
+    run = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "DDP: all 2 processes hold identical weights" in run.stdout
+    state = load_checkpoint(out / "last.pt")
+    assert state["step"] == 4 and state["rng"]["data_order"]["world_size"] == 2
+    digests = state["ddp_param_digests"]
+    assert len(digests) == 2 and digests[0] == digests[1], "the two ranks' weights differ"
+    single_cfg = TrainConfig.recommended("mnist", fast=True, steps=4, batch_size=8, limit=64, seed=1, out=None,
+                                         sample_every=0)
+    with threads(1):
+        single = train(single_cfg, dataset=load_mnist(DATA), progress=False)
+    for k, v in single.model.state_dict().items():
+        torch.testing.assert_close(state["model"][k], v, rtol=1e-4, atol=1e-5,
+                                   msg=lambda m: f"DDP(2 x batch 4) vs 1 x batch 8 differ at {k}: {m}")
+
+
+def test_checkpoint_of_another_unet_version_is_refused_clearly(images, tmp_path):
+    from edudiff.checkpoint import save_checkpoint
+    r = train(cfg(tmp_path, steps=1), dataset=images, progress=False)
+    state = load_checkpoint(r.checkpoint)
+    state["unet_config"]["base_channels"] = 8          # as if the preset had changed since
+    save_checkpoint(tmp_path / "other.pt", state)
+    with pytest.raises(CheckpointError, match=r"other.pt: its 'ema' weights do not fit.*another version"):
+        load_model(tmp_path / "other.pt", device="cpu")
+    model, schedule, _ = load_model(r.checkpoint, ema=False, device="cpu")
+    assert_same_weights(model.state_dict(), r.model, "load_model(ema=False) returns the raw weights")
