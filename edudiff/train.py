@@ -345,7 +345,7 @@ def _init_distributed(device_hint: str | None) -> _Dist:
         return _Dist()
     if not dist.is_available():
         raise RuntimeError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
-    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if dist.is_initialized():
         return _Dist(dist.get_rank(), dist.get_world_size(), local_rank, False)
     want_cuda = torch.cuda.is_available() and (device_hint is None or str(device_hint).startswith("cuda"))

@@ -2,7 +2,6 @@
 steps is Algorithm 2 with beta-tilde; deterministic DDIM carries N(0,1) to the data Gaussian."""
 import math
 
-import numpy as np
 import pytest
 import torch
 from scipy import stats

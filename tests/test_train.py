@@ -25,19 +25,7 @@ from edudiff.train import (TrainConfig, TrainingInterrupted, denoising_strip, em
 from edudiff.unet import UNet, mnist_tiny
 
 REPO = Path(__file__).resolve().parent.parent
-DATA = Path(os.environ.get("EDUDIFF_DATA") or REPO.parent / "shared" / "datasets")
-HAVE_MNIST = all((DATA / "MNIST" / "raw" / f).is_file() for f in
-                 ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"))
-needs_mnist = pytest.mark.skipif(not HAVE_MNIST, reason=f"MNIST not found under {DATA} (set EDUDIFF_DATA)")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one intra-op thread is faster, and it avoids OpenMP spin-waits on a busy CPU."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+from datasets import DATA, needs_mnist  # noqa: E402
 
 
 @contextmanager

@@ -21,16 +21,6 @@ PRESETS = {"ddpm_cifar10": ddpm_cifar10, "cifar10_small": cifar10_small,
            "mnist_small": mnist_small, "mnist_tiny": mnist_tiny}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tensors are tiny: per-op thread synchronisation would cost more than it saves (and on a
-    busy 2-core machine two threads per op can be 10x slower than one)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def small_config(**overrides) -> UNetConfig:
     """Tiny but complete: 2 levels, attention in the down/up path (at 8x8) and the middle, dropout."""
     cfg = dict(in_channels=1, out_channels=1, base_channels=8, channel_mults=(1, 2), num_res_blocks=1,
