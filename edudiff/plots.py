@@ -186,23 +186,33 @@ def image_strip(images, ts: Sequence[int], row_labels: Sequence[str] | None = No
 def plot_schedules(schedules: Mapping[str, Schedule], title: str | None = None) -> Figure:
     r"""Three panels over t/T: :math:`\beta_t`, :math:`\bar\alpha_t` (with :math:`\sqrt{\bar\alpha_t}`
     dashed) and :math:`\log \mathrm{SNR}(t) = \log\frac{\bar\alpha_t}{1-\bar\alpha_t}`, one line per schedule."""
-    if not schedules:
-        raise ValueError("schedules is empty; give e.g. {'linear': Schedule.linear()}")
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3), layout="constrained")
+    fig, axes = _three_panels(schedules)
     for i, (name, s) in enumerate(schedules.items()):
-        t = np.arange(1, s.T + 1)
-        u = t / s.T
+        u = np.arange(1, s.T + 1) / s.T
         axes[0].plot(u, s.betas[1:].numpy(), color=f"C{i}", label=name)
         axes[1].plot(u, s.alpha_bars[1:].numpy(), color=f"C{i}", label=rf"{name}: $\bar\alpha_t$")
         axes[1].plot(u, s.sqrt_alpha_bars[1:].numpy(), color=f"C{i}", ls="--",
                      label=rf"{name}: $\sqrt{{\bar\alpha_t}}$")
         axes[2].plot(u, np.log(s.snr[1:].numpy()), color=f"C{i}", label=name)
+    return _finish_panels(fig, axes, (r"$\beta_t$", r"$\bar\alpha_t$", r"$\log\,\mathrm{SNR}(t)$"),
+                          (r"$\beta_t$ (log scale)", "signal kept", r"log SNR $=\log\bar\alpha_t/(1-\bar\alpha_t)$"),
+                          title)
+
+
+def _three_panels(schedules: Mapping[str, Schedule]):
+    """One row of three axes for curves over t/T, one colour per schedule."""
+    if not schedules:
+        raise ValueError("schedules is empty; give e.g. {'linear': Schedule.linear()}")
+    return plt.subplots(1, 3, figsize=(11, 3), layout="constrained")
+
+
+def _finish_panels(fig: Figure, axes, ylabels, titles, title: str | None, title_size=None) -> Figure:
+    """Log scale on the first panel; axis labels, titles, legends and grids on all three."""
     axes[0].set_yscale("log")
-    for ax, ylab, ttl in zip(axes, (r"$\beta_t$", r"$\bar\alpha_t$", r"$\log\,\mathrm{SNR}(t)$"),
-                             (r"$\beta_t$ (log scale)", "signal kept", r"log SNR $=\log\bar\alpha_t/(1-\bar\alpha_t)$")):
+    for ax, ylab, ttl in zip(axes, ylabels, titles):
         ax.set_xlabel("t / T")
         ax.set_ylabel(ylab)
-        ax.set_title(ttl)
+        ax.set_title(ttl, fontsize=title_size)
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     if title:
@@ -213,29 +223,17 @@ def plot_schedules(schedules: Mapping[str, Schedule], title: str | None = None) 
 def plot_posterior_coefficients(schedules: Mapping[str, Schedule], title: str | None = None) -> Figure:
     r"""Over t/T: the weights of :math:`x_0` and :math:`x_t` in the posterior mean (eq. 7), and
     :math:`\tilde\beta_t/\beta_t` (how much narrower the posterior step is than the forward step)."""
-    if not schedules:
-        raise ValueError("schedules is empty; give e.g. {'linear': Schedule.linear()}")
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3), layout="constrained")
+    fig, axes = _three_panels(schedules)
     for i, (name, s) in enumerate(schedules.items()):
-        t = np.arange(1, s.T + 1)
-        u = t / s.T
+        u = np.arange(1, s.T + 1) / s.T
         axes[0].plot(u, s.posterior_mean_coef_x0[1:].numpy(), color=f"C{i}", label=name)
         axes[1].plot(u, s.posterior_mean_coef_xt[1:].numpy(), color=f"C{i}", label=name)
         axes[2].plot(u, (s.posterior_variance[1:] / s.betas[1:]).numpy(), color=f"C{i}", label=name)
-    axes[0].set_yscale("log")
     labels = (r"coefficient of $x_0$", r"coefficient of $x_t$", r"$\tilde\beta_t/\beta_t$")
     titles = (r"$\sqrt{\bar\alpha_{t-1}}\beta_t/(1-\bar\alpha_t)$ (log scale)",
               r"$\sqrt{\alpha_t}(1-\bar\alpha_{t-1})/(1-\bar\alpha_t)$",
               r"$\tilde\beta_t/\beta_t=(1-\bar\alpha_{t-1})/(1-\bar\alpha_t)$")
-    for ax, ylab, ttl in zip(axes, labels, titles):
-        ax.set_xlabel("t / T")
-        ax.set_ylabel(ylab)
-        ax.set_title(ttl, fontsize=9)
-        ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title)
-    return fig
+    return _finish_panels(fig, axes, labels, titles, title, title_size=9)
 
 
 # ------------------------------------------------------------------------------------ generic 1-D curves
