@@ -61,6 +61,7 @@ from torch import nn
 
 from .checkpoint import CheckpointError, load_checkpoint, remove_stale_temp_files, save_checkpoint
 from .config import default_device, fast_mode
+from .data import to_uint8
 from ._validate import value_checks
 from .losses import loss_simple
 from .sampling import ddim_sample, sample
@@ -916,14 +917,14 @@ def denoising_strip(model, schedule: Schedule, image_shape, n: int = 4, num_fram
 def make_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2, pad_value: float = 1.0) -> np.ndarray:
     """Tile images (B, C, H, W) in [-1, 1] (C = 1 or 3) into one uint8 array: (rows*(H+p)+p, nrow*(W+p)+p)
     for grey images, with a trailing 3 for colour. ``pad_value`` is the gap colour in [-1, 1] (1 = white).
-    Pixels map as in :func:`edudiff.data.to_uint8`: round((x + 1) * 127.5), clipped to 0..255."""
+    Pixels map by :func:`edudiff.data.to_uint8`; NaN (a diverged sample) shows as grey."""
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"images must be a tensor (B, C, H, W) with C = 1 or 3, got "
                          f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
     if isinstance(nrow, bool) or not isinstance(nrow, int) or nrow < 1:
         raise ValueError(f"nrow must be a positive int (images per row), got {nrow!r}")
     B, C, H, W = images.shape
-    x = ((images.detach().float().cpu().nan_to_num(0.0) + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    x = to_uint8(images.detach().float().cpu().nan_to_num(0.0))
     ncol, nrows = min(nrow, B), math.ceil(B / nrow)
     fill = int(round((pad_value + 1.0) * 127.5))
     grid = np.full((C, nrows * (H + padding) + padding, ncol * (W + padding) + padding), fill, dtype=np.uint8)
@@ -977,22 +978,12 @@ def show_images(images: torch.Tensor, nrow: int = 8, title: str | None = None, a
 
 
 def plot_denoising_strip(frames: torch.Tensor, timesteps: list[int], title: str = "reverse process x_T -> x_0"):
-    """Plot :func:`denoising_strip`'s output: one column per frame (labelled by t), one row per image."""
-    import matplotlib.pyplot as plt
-    F_, n = frames.shape[:2]
-    fig, axes = plt.subplots(n, F_, figsize=(1.3 * F_, 1.3 * n + 0.5), squeeze=False)
-    for j in range(F_):
-        for i in range(n):
-            img = make_grid(frames[j, i:i + 1], nrow=1, padding=0)
-            axes[i, j].imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255)
-            axes[i, j].set_xticks([])
-            axes[i, j].set_yticks([])
-        axes[0, j].set_title(f"t = {timesteps[j]}", fontsize=9)
-    axes[-1, 0].set_xlabel("x_T (noise)")
-    axes[-1, -1].set_xlabel("x_0 (sample)")
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    """Plot :func:`denoising_strip`'s output (F, n, C, H, W): one column per frame (labelled by t), one row
+    per image -- :func:`edudiff.plots.image_strip` with frames and images swapped."""
+    from .plots import image_strip
+    n = frames.shape[1]
+    return image_strip(frames.transpose(0, 1), timesteps, row_labels=[f"sample {i + 1}" for i in range(n)],
+                       title=title)
 
 
 # ------------------------------------------------------------------------------------------------
