@@ -1,26 +1,43 @@
 # Two commands on a fresh machine:  `make lab` opens the course, `make test` runs every test.
 # Each creates .venv and installs what it needs on first use.
 #
-# CPU-only machine? Avoid the multi-GB CUDA build of torch with
-#   make lab TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# PyTorch: without an NVIDIA driver (no nvidia-smi, no /proc/driver/nvidia) the CPU build is installed
+# from PyTorch's CPU index (about 1 GB less than the CUDA build PyPI serves); if that index cannot be
+# reached, the default index is used and a line says so. Overrides:
+#   make lab TORCH_INDEX=https://download.pytorch.org/whl/cu126   # any index; TORCH_INDEX= (empty) = pip's default
+#   make lab TORCH=torch==2.5.1                                   # another version
 PYTHON ?= python3
 TORCH ?= torch==2.13.0
-TORCH_INDEX ?=
-VENV := .venv
+TORCH_INDEX ?= auto
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
+VENV ?= .venv
 BIN := $(VENV)/bin
 LAB_PORT ?= 8888
 # JupyterLab refuses to run as root (e.g. in a container) unless told to.
 ROOT_ARGS := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: lab test test-browser install clean-venv
+.PHONY: lab test test-unit test-browser install clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
 # torch first, so that the dependency resolver never pulls a CUDA build on its own.
+# --extra-index-url keeps PyPI for torch's own dependencies; the CPU index's "2.13.0+cpu" sorts above
+# PyPI's "2.13.0", so pip takes the CPU build. A wheel in pip's find-links (offline CI) works the same way.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	@index="$(TORCH_INDEX)"; \
+	if [ "$$index" = auto ]; then \
+	  index=; \
+	  if command -v nvidia-smi >/dev/null 2>&1 || [ -e /proc/driver/nvidia/version ]; then \
+	    echo "torch: NVIDIA driver found: installing $(TORCH) from the default index (CUDA build)"; \
+	  elif $(BIN)/python -c "import urllib.request as u; u.urlopen('$(TORCH_CPU_INDEX)/torch/', timeout=8)" >/dev/null 2>&1; then \
+	    index=$(TORCH_CPU_INDEX); echo "torch: no NVIDIA GPU: installing the CPU build of $(TORCH) from $$index"; \
+	  else \
+	    echo "torch: no NVIDIA GPU, but $(TORCH_CPU_INDEX) cannot be reached: installing $(TORCH) from the default index (local wheels first; else possibly the large CUDA build)"; \
+	  fi; \
+	fi; \
+	$(BIN)/python -m pip install -q "$(TORCH)" $${index:+--extra-index-url $$index}
 	$(BIN)/python -m pip install -q -e ".[test]"
 	touch $@
 
@@ -31,6 +48,10 @@ lab: install
 
 test: install
 	EDUDIFF_FAST=$${EDUDIFF_FAST:-1} $(BIN)/python -m pytest tests --nbval notebooks $(PYTEST_ARGS)
+
+# The package's unit tests only (no notebooks, no browser, no slow tests): the compatibility legs of .ci/run.
+test-unit: install
+	EDUDIFF_FAST=$${EDUDIFF_FAST:-1} $(BIN)/python -m pytest tests -m "not browser and not slow" $(PYTEST_ARGS)
 
 # Only the end-to-end browser tests (Chromium: bash .ci/install_browser.sh).
 test-browser: install

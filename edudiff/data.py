@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_info
 from tqdm.auto import tqdm
 
+from edudiff.archives import safe_extractall
 from edudiff.config import data_root
 
 __all__ = [
@@ -472,22 +473,18 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _extract_cifar10(archive: Path, root: Path) -> None:
-    """Extract the regular files directly under ``cifar-10-batches-py/`` of ``archive`` into ``root``.
-
-    Everything else (links, absolute paths, ``..``, other folders) is skipped; files go to a
-    temporary folder in ``root`` first and are moved into place one by one.
-    """
+    """Extract ``archive`` safely (:func:`edudiff.archives.safe_extractall`: an unsafe member refuses the
+    whole archive) into a temporary folder in ``root``, then move the regular files directly under
+    ``cifar-10-batches-py/`` into place one by one."""
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=".cifar-10-extract-"))
     try:
-        with tarfile.open(archive, "r:gz") as tar:
-            members = [m for m in tar.getmembers() if m.isreg()
-                       and PurePosixPath(m.name).parts[:1] == (CIFAR10_DIR,)
-                       and len(PurePosixPath(m.name).parts) == 2]
-            tar.extractall(tmp, members=members, filter="data")
+        safe_extractall(archive, tmp, "r:gz")
         target = root / CIFAR10_DIR
         target.mkdir(exist_ok=True)
-        for path in (tmp / CIFAR10_DIR).iterdir():
-            os.replace(path, target / path.name)
+        source = tmp / CIFAR10_DIR
+        for path in (source.iterdir() if source.is_dir() else ()):
+            if path.is_file() and not path.is_symlink():
+                os.replace(path, target / path.name)
     except (tarfile.TarError, EOFError, zlib.error) as err:
         raise DatasetError(f"{archive} could not be extracted ({err}); delete it and re-run "
                            f"with download=True") from err

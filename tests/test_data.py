@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 
-from edudiff import data
+from edudiff import archives, data
 from edudiff.data import DatasetError, DatasetNotFoundError, DownloadError
 
 from datasets import DATA, REPO  # noqa: E402,F401
@@ -507,31 +507,52 @@ def test_download_replaces_a_corrupted_local_file(tmp_path, mnist_server):
     assert torch.bincount(ds.labels).tolist() == MNIST_TEST_COUNTS
 
 
-def _cifar_tarball() -> bytes:
-    """A tar.gz in the canonical layout built from the subset, plus entries that must be skipped."""
+def _cifar_tarball(evil: bool = False) -> bytes:
+    """A tar.gz in the canonical layout built from the subset (plus a README that is not moved into
+    place); ``evil=True`` adds a member that escapes the destination, which must refuse the archive."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=1) as tar:
         tar.add(SUBSET, arcname="cifar-10-batches-py", recursive=False)
         for name in CIFAR_BATCHES + ["batches.meta"]:
             tar.add(SUBSET / name, arcname=f"cifar-10-batches-py/{name}")
-        evil = tarfile.TarInfo("../escaped.txt")
-        evil.size = 3
-        tar.addfile(evil, io.BytesIO(b"bad"))
-        link = tarfile.TarInfo("cifar-10-batches-py/passwd")
-        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
-        tar.addfile(link)
+        readme = tarfile.TarInfo("cifar-10-batches-py/readme/notes.txt")
+        readme.size = 2
+        tar.addfile(readme, io.BytesIO(b"hi"))
+        if evil:
+            member = tarfile.TarInfo("../escaped.txt")
+            member.size = 3
+            tar.addfile(member, io.BytesIO(b"bad"))
     return buffer.getvalue()
 
 
-def test_cifar10_download_extracts_and_loads(tmp_path, server, monkeypatch):
-    _need(*(SUBSET / b for b in CIFAR_BATCHES + ["batches.meta"]))
-    tarball = _cifar_tarball()
+def _serve_cifar(server, monkeypatch, tarball: bytes) -> None:
     server.files["/kriz/cifar-10-python.tar.gz"] = tarball
-    server.modes["/kriz/cifar-10-python.tar.gz"] = "fail_once"
     monkeypatch.setitem(data.MIRRORS, "cifar10", [f"{server.url}/kriz/"])
     table = {b: _md5(SUBSET / b) for b in CIFAR_BATCHES}
     table["cifar-10-python.tar.gz"] = hashlib.md5(tarball).hexdigest()
     monkeypatch.setitem(data.MD5, "cifar10", table)
+
+
+@pytest.mark.parametrize("has_filter", [True, False], ids=["data-filter", "fallback-checks"])
+def test_cifar10_download_refuses_an_archive_with_an_escaping_member(tmp_path, server, monkeypatch, has_filter):
+    _need(*(SUBSET / b for b in CIFAR_BATCHES + ["batches.meta"]))
+    if has_filter and not archives.HAS_DATA_FILTER:
+        pytest.skip("this Python's tarfile has no extraction filters")
+    monkeypatch.setattr(archives, "HAS_DATA_FILTER", has_filter)
+    _serve_cifar(server, monkeypatch, _cifar_tarball(evil=True))
+    root = tmp_path / "a" / "root"
+    root.mkdir(parents=True)
+    with pytest.raises(archives.UnsafeArchiveError, match=r"'\.\./escaped\.txt'.*download it again"):
+        data.load_cifar10(root, train=True, download=True)
+    assert not (tmp_path / "a" / "escaped.txt").exists()
+    assert not (root / "cifar-10-batches-py").exists()  # nothing was moved into place
+    assert [p.name for p in root.iterdir()] == ["cifar-10-python.tar.gz"]  # no temporary folder left
+
+
+def test_cifar10_download_extracts_and_loads(tmp_path, server, monkeypatch):
+    _need(*(SUBSET / b for b in CIFAR_BATCHES + ["batches.meta"]))
+    _serve_cifar(server, monkeypatch, _cifar_tarball())
+    server.modes["/kriz/cifar-10-python.tar.gz"] = "fail_once"
     root = tmp_path / "root"
     root.mkdir()
 
@@ -541,8 +562,7 @@ def test_cifar10_download_extracts_and_loads(tmp_path, server, monkeypatch):
     assert train.source == root / "cifar-10-batches-py"
     assert server.hits["/kriz/cifar-10-python.tar.gz"] == 2  # one failure, one retry, then cached
     extracted = sorted(p.name for p in (root / "cifar-10-batches-py").iterdir())
-    assert extracted == sorted(CIFAR_BATCHES + ["batches.meta"])  # no link followed or created
-    assert not (tmp_path / "escaped.txt").exists()
+    assert extracted == sorted(CIFAR_BATCHES + ["batches.meta"])  # only the batches are moved into place
     assert sorted(p.name for p in root.iterdir()) == ["cifar-10-batches-py", "cifar-10-python.tar.gz"]
     rows, labels = _decode_cifar_batch(SUBSET / "test_batch")
     assert np.array_equal(data.to_uint8(test.images).numpy().reshape(len(test), -1), rows)
