@@ -24,7 +24,8 @@ instead. Batches are unpickled with an unpickler that rebuilds numpy arrays and 
 
 Download: ``download=True`` fetches missing or corrupted files with urllib from :data:`MIRRORS`,
 each URL twice before the next mirror, into a temporary file that replaces the target only after
-its md5 matched. Tests point :data:`MIRRORS` at a local server.
+its md5 matched. ``$EDUDIFF_MIRROR`` puts a mirror of your own first (:func:`mirrors`). Tests point
+:data:`MIRRORS` (or ``$EDUDIFF_MIRROR``) at a local server.
 
 Taught in: notebooks/06_unet_mnist.ipynb (MNIST, FashionMNIST), notebooks/07_cifar10.ipynb (CIFAR-10).
 """
@@ -58,7 +59,7 @@ __all__ = [
     "CIFAR10_CLASSES", "DATASET_NAMES", "DatasetError", "DatasetNotFoundError", "DownloadError",
     "FASHION_MNIST_CLASSES", "ImageDataset", "MD5", "MIRRORS", "MNIST_CLASSES", "download_file",
     "from_uint8", "load_cifar10", "load_dataset", "load_fashion_mnist", "load_mnist", "make_loader",
-    "md5sum", "read_idx", "to_uint8", "verify_md5",
+    "md5sum", "mirrors", "read_idx", "to_uint8", "verify_md5",
 ]
 
 MNIST_CLASSES = tuple(str(digit) for digit in range(10))
@@ -67,12 +68,24 @@ FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
 
-#: Base URLs that ``download=True`` tries in order (file name appended). Tests override them.
+#: Base URLs that ``download=True`` tries in order (file name appended), after ``$EDUDIFF_MIRROR``
+#: (see :func:`mirrors`). Tests override them.
 MIRRORS: dict[str, list[str]] = {
     "mnist": ["https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"],
     "fashion_mnist": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
     "cifar10": ["https://www.cs.toronto.edu/~kriz/"],
 }
+
+
+
+def mirrors(name: str) -> list[str]:
+    """The base URLs ``download=True`` tries for dataset ``name``, in order: ``$EDUDIFF_MIRROR/<name>/``
+    first when that variable is set (a classroom or lab mirror holding the canonical files as
+    ``<mirror>/mnist/train-images-idx3-ubyte.gz``, ``<mirror>/cifar10/cifar-10-python.tar.gz``, ...; md5s
+    are checked all the same), then :data:`MIRRORS`."""
+    local = os.environ.get("EDUDIFF_MIRROR", "").strip()
+    return ([f"{local.rstrip('/')}/{name}/"] if local else []) + list(MIRRORS[name])
+
 
 #: Canonical md5 of every file, per dataset (the same values as torchvision's tables).
 MD5: dict[str, dict[str, str]] = {
@@ -364,7 +377,7 @@ def _ensure_idx_files(name: str, root: Path, train: bool, download: bool) -> Pat
         if path.is_file() and not download:
             verify_md5(path, md5)  # DatasetError naming the file if it is corrupted
         elif not (path.is_file() and _md5_ok(path, md5)):
-            download_file([base + filename for base in MIRRORS[name]], path, md5)
+            download_file([base + filename for base in mirrors(name)], path, md5)
     return folder
 
 
@@ -496,7 +509,7 @@ def _download_cifar10(root: Path) -> None:
     """Fetch (unless already there and intact) and extract ``cifar-10-python.tar.gz`` into ``root``."""
     archive, md5 = root / CIFAR10_ARCHIVE, MD5["cifar10"][CIFAR10_ARCHIVE]
     if not (archive.is_file() and _md5_ok(archive, md5)):
-        download_file([base + CIFAR10_ARCHIVE for base in MIRRORS["cifar10"]], archive, md5)
+        download_file([base + CIFAR10_ARCHIVE for base in mirrors("cifar10")], archive, md5)
     _extract_cifar10(archive, root)
 
 

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import http.server
 import io
 import os
 import pickle
 import shutil
 import tarfile
-import threading
-import types
 from collections import Counter
 from pathlib import Path
 
@@ -403,39 +400,7 @@ def test_make_loader_hflip_flips_about_half_and_keeps_labels():
 # --------------------------------------------------------------------------------------------
 # Downloads against a local HTTP server
 # --------------------------------------------------------------------------------------------
-@pytest.fixture
-def server(monkeypatch):
-    """A local HTTP server: ``state.files[path] = bytes`` serves them; ``state.modes[path]`` is
-    "ok", "fail_once" (503 on the first request), or "truncate" (announces the full length,
-    sends half, closes). ``state.hits`` counts requests per path."""
-    state = types.SimpleNamespace(files={}, modes={}, hits=Counter())
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            state.hits[self.path] += 1
-            body, mode = state.files.get(self.path), state.modes.get(self.path, "ok")
-            if body is None:
-                return self.send_error(404)
-            if mode == "fail_once" and state.hits[self.path] == 1:
-                return self.send_error(503)
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body[: len(body) // 2] if mode == "truncate" else body)
-            self.close_connection = True
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    monkeypatch.setenv("no_proxy", "127.0.0.1")
-    monkeypatch.setenv("TQDM_DISABLE", "1")
-    yield state
-    httpd.shutdown()
-    httpd.server_close()
+# The `server` fixture (a loopback HTTP server) lives in tests/conftest.py.
 
 
 @pytest.fixture
