@@ -67,3 +67,27 @@ def check_same_shape(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str)
     if a.shape != b.shape:
         raise ValueError(f"{name_a} has shape {tuple(a.shape)} but {name_b} has shape {tuple(b.shape)}; "
                          f"they must match")
+
+
+def check_positive_int(value, name: str, minimum: int = 1, fix: str = "") -> int:
+    """Return ``value`` if it is an int (not a bool) >= ``minimum``; else a ValueError naming ``name``.
+
+    ``minimum=0`` checks a count that may be zero ("an int >= 0"); ``fix`` is appended to the message.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"{name} must be {what}, got {value!r}" + (f" {fix}" if fix else ""))
+    return value
+
+
+def renamed_argument(value, old_value, new: str, old: str):
+    """Support an argument's old name for a while: return ``value``, or ``old_value`` (with a
+    DeprecationWarning) when only the old name was given; a TypeError when both were."""
+    if old_value is None:
+        return value
+    if value is not None:
+        raise TypeError(f"give {new}= only; {old}= is its old name")
+    import warnings
+
+    warnings.warn(f"the argument {old}= is now called {new}=", DeprecationWarning, stacklevel=3)
+    return old_value

@@ -42,6 +42,7 @@ import tarfile
 import tempfile
 import urllib.request
 import zlib
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable, Sequence
 
@@ -54,7 +55,7 @@ from tqdm.auto import tqdm
 from edudiff.config import data_root
 
 __all__ = [
-    "CIFAR10_CLASSES", "DATASET_NAMES", "DatasetError", "DatasetNotFoundError", "DownloadError",
+    "CIFAR10_CLASSES", "DATASETS", "DATASET_NAMES", "DATASET_SHAPES", "DatasetInfo", "dataset_key", "DatasetError", "DatasetNotFoundError", "DownloadError",
     "FASHION_MNIST_CLASSES", "ImageDataset", "MD5", "MIRRORS", "MNIST_CLASSES", "download_file",
     "from_uint8", "load_cifar10", "load_dataset", "load_fashion_mnist", "load_mnist", "make_loader",
     "md5sum", "read_idx", "to_uint8", "verify_md5",
@@ -101,7 +102,6 @@ MD5: dict[str, dict[str, str]] = {
 _IDX_FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
 _IDX_FILES = {True: ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
               False: ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
-_TITLES = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR-10"}
 
 CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
 CIFAR10_DIR = "cifar-10-batches-py"
@@ -355,7 +355,7 @@ def _ensure_idx_files(name: str, root: Path, train: bool, download: bool) -> Pat
     folder = root / _IDX_FOLDERS[name] / "raw"
     missing = [folder / f for f in filenames if not (folder / f).is_file()]
     if missing and not download:
-        title = f"{_TITLES[name]} ({'train' if train else 'test'} split)"
+        title = f"{DATASETS[name].title} ({'train' if train else 'test'} split)"
         example = f"edudiff.data.load_dataset({name!r}, download=True)"
         raise DatasetNotFoundError(_missing_message(title, root, missing, example))
     for filename in filenames:
@@ -553,11 +553,40 @@ def load_cifar10(root=None, train: bool = True, download: bool = False) -> Image
 # --------------------------------------------------------------------------------------------
 # One entry point, and the DataLoader
 # --------------------------------------------------------------------------------------------
-_LOADERS: dict[str, Callable[..., ImageDataset]] = {
-    "mnist": load_mnist, "fashion_mnist": load_fashion_mnist, "cifar10": load_cifar10,
+@dataclass(frozen=True)
+class DatasetInfo:
+    """One row of :data:`DATASETS`: the canonical name, the title used in messages, the image shape
+    (C, H, W), the class names, the loader, and other spellings accepted for the name."""
+
+    name: str
+    title: str
+    shape: tuple[int, int, int]
+    classes: tuple[str, ...]
+    loader: Callable[..., ImageDataset]
+    aliases: tuple[str, ...] = ()
+
+
+#: The dataset registry: every name, alias, shape and class list, in one table.
+DATASETS: dict[str, DatasetInfo] = {
+    "mnist": DatasetInfo("mnist", "MNIST", (1, 28, 28), MNIST_CLASSES, load_mnist),
+    "fashion_mnist": DatasetInfo("fashion_mnist", "FashionMNIST", (1, 28, 28), FASHION_MNIST_CLASSES,
+                                 load_fashion_mnist, aliases=("fashionmnist",)),
+    "cifar10": DatasetInfo("cifar10", "CIFAR-10", (3, 32, 32), CIFAR10_CLASSES, load_cifar10,
+                           aliases=("cifar_10",)),
 }
-DATASET_NAMES = tuple(_LOADERS)
-_ALIASES = {"fashionmnist": "fashion_mnist", "cifar_10": "cifar10"}
+DATASET_NAMES = tuple(DATASETS)
+#: (channels, height, width) of each dataset's images.
+DATASET_SHAPES = {name: info.shape for name, info in DATASETS.items()}
+
+
+def dataset_key(name: str, argument: str = "name") -> str:
+    """The canonical name of a dataset ("mnist", "fashion_mnist", "cifar10"): case, "-" vs "_" and the
+    aliases of :data:`DATASETS` are forgiven. A ValueError naming ``argument`` for anything else."""
+    key = str(name).strip().lower().replace("-", "_")
+    for info in DATASETS.values():
+        if key == info.name or key in info.aliases:
+            return info.name
+    raise ValueError(f"{argument} must be one of {', '.join(DATASET_NAMES)}; got {name!r}")
 
 
 def load_dataset(name: str, root=None, train: bool = True, download: bool = False, **kwargs) -> ImageDataset:
@@ -565,11 +594,7 @@ def load_dataset(name: str, root=None, train: bool = True, download: bool = Fals
 
     ``kwargs`` go to the loader (e.g. ``pad_to_32=True`` for the MNISTs).
     """
-    key = str(name).strip().lower().replace("-", "_")
-    key = _ALIASES.get(key, key)
-    if key not in _LOADERS:
-        raise ValueError(f"name must be one of {', '.join(DATASET_NAMES)}; got {name!r}")
-    return _LOADERS[key](root=root, train=train, download=download, **kwargs)
+    return DATASETS[dataset_key(name)].loader(root=root, train=train, download=download, **kwargs)
 
 
 class _RandomHFlip:

@@ -45,12 +45,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from .config import data_root, default_device, fast_mode
 from .elbo import bits_per_dim, elbo_terms, prior_kl, vb_terms
 from .forward import q_sample
-from .sampling import _eval_mode
+from .reverse import eval_mode
 from .schedules import Schedule
+from .utils import model_device, progress_bar
 
 __all__ = [
     "zero_eps_model", "check_8bit", "nll_bits_per_dim",
@@ -83,16 +84,6 @@ def check_8bit(images: torch.Tensor, name: str = "images") -> torch.Tensor:
     return images
 
 
-def _model_device(model, device):
-    if device is not None:
-        return torch.device(device)
-    if isinstance(model, nn.Module):
-        p = next(iter(model.parameters()), None)
-        if p is not None:
-            return p.device
-    return torch.device("cpu")
-
-
 @torch.no_grad()
 def nll_bits_per_dim(model, schedule: Schedule, images: torch.Tensor, num_timesteps: int | None = None,
                      batch_size: int = 64, seed: int = 0, var_type: str = "beta", stratified: bool = True,
@@ -112,7 +103,7 @@ def nll_bits_per_dim(model, schedule: Schedule, images: torch.Tensor, num_timest
     """
     check_8bit(images)
     T = schedule.T
-    device = _model_device(model, device)
+    device = model_device(model, device)
     gen = torch.Generator(device=device).manual_seed(int(seed))
     all_T = num_timesteps is None or int(num_timesteps) >= T
     if not all_T:
@@ -121,11 +112,8 @@ def nll_bits_per_dim(model, schedule: Schedule, images: torch.Tensor, num_timest
             raise ValueError(f"num_timesteps must be >= {2 if stratified else 1} (or None for all T), got {num_timesteps}")
     D = images[0].numel()
     per_image, prior_all, l0_all, diff_all = [], [], [], []
-    batches = range(0, images.shape[0], batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-        batches = tqdm(batches, desc="bits/dim", leave=False)
-    with _eval_mode(model):
+    batches = progress_bar(range(0, images.shape[0], batch_size), progress, desc="bits/dim", leave=False)
+    with eval_mode(model):
         for start in batches:
             x0 = images[start:start + batch_size].to(device=device, dtype=torch.float32)
             B = x0.shape[0]
@@ -239,10 +227,7 @@ def train_classifier(images: torch.Tensor | None = None, labels: torch.Tensor | 
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 - s / steps)
     g = torch.Generator().manual_seed(seed)
-    it = range(steps)
-    if progress:
-        from tqdm.auto import tqdm
-        it = tqdm(it, desc="training the MNIST classifier", leave=False)
+    it = progress_bar(range(steps), progress, desc="training the MNIST classifier", leave=False)
     model.train()
     for _ in it:
         idx = torch.randint(0, images.shape[0], (batch_size,), generator=g)
@@ -304,9 +289,9 @@ def load_or_train_classifier(cache_dir=None, steps: int | None = None, seed: int
 @torch.no_grad()
 def classifier_outputs(model: MNISTClassifier, images: torch.Tensor, batch_size: int = 1000):
     """Softmax probabilities (N, 10) and penultimate features (N, 64) of ``images``, float64 on the CPU."""
-    device = _model_device(model, None)
+    device = model_device(model)
     probs, feats = [], []
-    with _eval_mode(model):
+    with eval_mode(model):
         for start in range(0, images.shape[0], batch_size):
             x = images[start:start + batch_size].to(device=device, dtype=torch.float32)
             f = model.features(x)
@@ -421,9 +406,9 @@ def format_quality(result: dict) -> str:
 # Command line: python -m edudiff.evaluate --ckpt runs/mnist/last.pt
 # ------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    """``python -m edudiff.evaluate --ckpt CKPT``: bits/dim on test images and, for MNIST, the classifier scores."""
-    p = argparse.ArgumentParser(prog="python -m edudiff.evaluate",
-                                description="Evaluate a checkpoint of edudiff.train: the NLL bound in bits/dim on "
+    """``python -m edudiff evaluate --ckpt CKPT`` (alias ``python -m edudiff.evaluate``): bits/dim on test images and, for MNIST, the classifier scores."""
+    p = argparse.ArgumentParser(prog="python -m edudiff evaluate",
+                                description="Evaluate a training checkpoint: the NLL bound in bits/dim on "
                                             "test images and, for MNIST, sample quality from a small classifier.")
     p.add_argument("--ckpt", required=True, help="checkpoint, e.g. runs/mnist/last.pt")
     p.add_argument("--n-images", type=int, default=64, help="test images for bits/dim (default 64)")
@@ -438,7 +423,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         from .data import from_uint8, load_dataset, to_uint8
-        from .train import DATASET_SHAPES, load_model, sample_images
+        from .data import DATASET_SHAPES
+        from .generate import sample_images
         model, schedule, state = load_model(args.ckpt, device=args.device)
         dataset = state["config"]["dataset"]
         test = load_dataset(dataset, root=args.data_root, train=False)
@@ -450,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"NLL bound on {res['n_images']} {dataset} test images: {res['bpd']:.3f} +- {res['stderr']:.3f} "
               f"bits/dim ({res['method']}; {time.perf_counter() - t0:.0f} s)")
         if dataset == "mnist":
-            x = sample_images(model, schedule, args.n_samples, DATASET_SHAPES[dataset], ddim_steps=args.ddim_steps,
+            x = sample_images(model, schedule, args.n_samples, DATASET_SHAPES[dataset], ddim_steps=args.ddim_steps or None,
                               seed=args.seed, progress=True)
             x = from_uint8(to_uint8(x))  # generated images are stored as 8-bit images, as the real ones
             clf, info = load_or_train_classifier(cache_dir=args.cache_dir, root=args.data_root, device=args.device,

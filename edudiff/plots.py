@@ -33,7 +33,8 @@ from .schedules import Schedule
 
 __all__ = ["marginal_density_grid", "plot_density_heatmap", "plot_marginal_heatmap",
            "plot_histograms_vs_marginals", "image_strip", "plot_schedules",
-           "plot_posterior_coefficients", "plot_densities", "make_interactive"]
+           "plot_posterior_coefficients", "plot_densities", "make_interactive", "show_images",
+           "plot_denoising_strip"]
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -276,3 +277,33 @@ def make_interactive(fn: Callable, **controls):
         if hasattr(child, "continuous_update"):
             child.continuous_update = False
     return w
+
+
+# ------------------------------------------------------------------------------------ image models
+def show_images(images: torch.Tensor, nrow: int = 8, title: str | None = None, ax=None, scale: float = 0.6):
+    """Draw a grid of images (B, C, H, W) in [-1, 1] with matplotlib (:func:`edudiff.imageio.make_grid`);
+    returns the Axes.
+
+    Taught in: notebooks/06_unet_mnist.ipynb."""
+    from .imageio import make_grid
+
+    grid = make_grid(images, nrow=nrow)
+    if ax is None:
+        h, w = grid.shape[:2]
+        _, ax = plt.subplots(figsize=(max(2.0, scale * w / 16), max(2.0, scale * h / 16)))
+    ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_denoising_strip(frames: torch.Tensor, timesteps: list[int], title: str = "reverse process x_T -> x_0"):
+    """Plot :func:`edudiff.generate.denoising_strip`'s output (F, n, C, H, W): one column per frame (labelled
+    by t), one row per image -- :func:`image_strip` with frames and images swapped.
+
+    Taught in: notebooks/06_unet_mnist.ipynb."""
+    n = frames.shape[1]
+    return image_strip(frames.transpose(0, 1), timesteps, row_labels=[f"sample {i + 1}" for i in range(n)],
+                       title=title)

@@ -22,8 +22,9 @@ import torch
 from torch import nn
 
 from .losses import loss_elbo_weighted, loss_simple
-from .sampling import _var_type
+from .reverse import check_var_type
 from .schedules import Schedule
+from .unet import timestep_embedding
 
 __all__ = ["SinusoidalTimeEmbedding", "LearnedTimeEmbedding", "ToyEpsMLP", "train_toy",
            "wasserstein_1d", "sliced_wasserstein"]
@@ -41,16 +42,16 @@ class SinusoidalTimeEmbedding(nn.Module):
         super().__init__()
         if dim < 2 or dim % 2:
             raise ValueError(f"dim must be an even int >= 2 (half sines, half cosines), got {dim}")
-        half = dim // 2
-        freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)
-        self.register_buffer("freqs", freqs, persistent=False)
         self.T = int(T)
         self.dim = dim
+        self.max_period = max_period
+        # An empty buffer whose dtype follows the module's (e.g. after .double()): the embedding's dtype.
+        self.register_buffer("dtype_anchor", torch.zeros(0), persistent=False)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        s = t.to(self.freqs.dtype) * (1000.0 / self.T)
-        args = s[:, None] * self.freqs[None]
-        return torch.cat([torch.sin(args), torch.cos(args)], dim=1)
+        # The U-Net's embedding with t rescaled to 1000 t / T and frequencies spaced by 1/half.
+        return timestep_embedding(t, self.dim, self.max_period, t_scale=1000.0 / self.T,
+                                  freq_denominator=self.dim // 2, dtype=self.dtype_anchor.dtype)
 
 
 class LearnedTimeEmbedding(nn.Module):
@@ -179,7 +180,7 @@ def train_toy(model: nn.Module, schedule: Schedule, sampler, loss: str = "simple
     """
     if loss not in ("simple", "elbo"):
         raise ValueError(f"loss must be 'simple' (L_simple, eq. 14) or 'elbo' (lambda_t-weighted, eq. 12); got {loss!r}")
-    _var_type(var_type)
+    check_var_type(var_type)
     for name, v in (("steps", steps), ("batch", batch)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{name} must be a positive int, got {v!r}")

@@ -45,15 +45,16 @@ from torch import nn
 
 __all__ = [
     "timestep_embedding", "ResBlock", "AttentionBlock", "Downsample", "Upsample",
-    "UNetConfig", "UNet", "ddpm_cifar10", "cifar10_small", "mnist_small", "mnist_tiny",
-    "count_parameters", "describe",
+    "UNetConfig", "UNet", "ddpm_cifar10", "cifar10_small", "cifar10_tiny", "mnist_small", "mnist_tiny",
+    "PRESETS", "count_parameters", "describe",
 ]
 
 
 # ----------------------------------------------------------------------------------------------
 # The pieces
 # ----------------------------------------------------------------------------------------------
-def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0, t_scale: float = 1.0,
+                       freq_denominator: int | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     r"""Sinusoidal embedding of the timesteps, as in DDPM (and the Transformer's positions).
 
     With ``half = dim // 2`` frequencies :math:`\omega_i = \text{max\_period}^{-i/(\text{half}-1)}`,
@@ -66,9 +67,15 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     Nearby t get nearby vectors, far-apart t nearly orthogonal ones, and the network can read
     t at every scale from the fast (fine) to the slow (coarse) frequencies.
 
+    Two variants share this code: ``t_scale`` multiplies t first (the toy models of notebook 05 use
+    ``1000 / T``, so the frequencies suit any T), and ``freq_denominator`` replaces half-1 in the
+    exponent (the Transformer's spacing ``max_period^{-i/half}`` is ``freq_denominator=half``, used by
+    :class:`edudiff.toy_models.SinusoidalTimeEmbedding`). The defaults are DDPM's.
+
     Args: ``t`` (B,) timesteps, 1..T by this course's convention (a LongTensor; it is used as float,
-    so float t -- e.g. for interpolation plots -- also works); ``dim`` >= 2.
-    Returns: float32 tensor (B, dim) on ``t``'s device.
+    so float t -- e.g. for interpolation plots -- also works); ``dim`` >= 2; ``dtype`` of the result (the
+    frequencies are computed in float32 and then cast).
+    Returns: tensor (B, dim) of ``dtype`` (float32) on ``t``'s device.
 
     Taught in: notebooks/06_unet_mnist.ipynb.
     """
@@ -80,9 +87,9 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
         raise ValueError(f"dim must be an int >= 2 (the embedding width), got {dim!r}")
     half = dim // 2
     # With half == 1 there is one frequency, omega_0 = 1.
-    step = math.log(max_period) / max(half - 1, 1)
-    freqs = torch.exp(-step * torch.arange(half, dtype=torch.float32, device=t.device))
-    angles = t.float()[:, None] * freqs[None, :]                      # (B, half)
+    denominator = max(half - 1, 1) if freq_denominator is None else freq_denominator
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / denominator)
+    angles = (t.to(dtype) * t_scale)[:, None] * freqs.to(dtype)[None, :]  # (B, half)
     emb = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)    # (B, 2*half)
     if dim % 2:
         emb = F.pad(emb, (0, 1))
@@ -354,6 +361,24 @@ def mnist_tiny(**overrides) -> UNetConfig:
     return replace(UNetConfig(in_channels=1, out_channels=1, base_channels=16, channel_mults=(1, 2, 2),
                               num_res_blocks=1, attention_resolutions=(), dropout=0.0, image_size=28,
                               num_groups=8), **overrides)
+
+
+def cifar10_tiny(**overrides) -> UNetConfig:
+    """A tiny CIFAR-10 model for CI / ``EDUDIFF_FAST=1`` (32x32x3, levels 32 -> 16 -> 8,
+    widths 16, 32, 32, one residual block per level, attention only in the middle, no dropout)."""
+    return replace(UNetConfig(in_channels=3, out_channels=3, base_channels=16, channel_mults=(1, 2, 2),
+                              num_res_blocks=1, attention_resolutions=(), dropout=0.0, image_size=32,
+                              num_groups=8), **overrides)
+
+
+#: Model presets by name (``--preset``); each returns a :class:`UNetConfig` (keyword overrides allowed).
+PRESETS = {
+    "mnist_tiny": mnist_tiny,
+    "mnist_small": mnist_small,
+    "cifar10_tiny": cifar10_tiny,
+    "cifar10_small": cifar10_small,
+    "ddpm_cifar10": ddpm_cifar10,
+}
 
 
 # ----------------------------------------------------------------------------------------------

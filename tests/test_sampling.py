@@ -38,7 +38,7 @@ def test_ddim_with_eta_one_over_all_steps_is_algorithm_2_with_beta_tilde():
     mix = GaussianMixture([0.5, 0.5], [-1.0, 1.0], [0.3, 0.2])
     model = mix.optimal_eps_model(s)
     a = sample(s, model, (256,), var_type="beta_tilde", dtype=torch.float64, generator=torch.Generator().manual_seed(2))
-    b = ddim_sample(s, model, (256,), num_steps=40, eta=1.0, dtype=torch.float64,
+    b = ddim_sample(s, model, (256,), ddim_steps=40, eta=1.0, dtype=torch.float64,
                     generator=torch.Generator().manual_seed(2))
     assert torch.allclose(a, b, atol=1e-9)
 
@@ -47,12 +47,12 @@ def test_deterministic_ddim_maps_noise_to_the_data_gaussian():
     s = Schedule.linear(1000)
     m, sd = 0.5, 0.4
     gauss = GaussianMixture([1.0], [m], [sd])
-    x0 = ddim_sample(s, gauss.optimal_eps_model(s), (20000,), num_steps=100, dtype=torch.float64,
+    x0 = ddim_sample(s, gauss.optimal_eps_model(s), (20000,), ddim_steps=100, dtype=torch.float64,
                      generator=torch.Generator().manual_seed(3))
     se_mean, se_std = sd / math.sqrt(20000), sd / math.sqrt(2 * 20000)
     assert abs(x0.mean().item() - m) < 5 * se_mean + 0.01
     assert abs(x0.std().item() - sd) < 5 * se_std + 0.01
-    again = ddim_sample(s, gauss.optimal_eps_model(s), (20000,), num_steps=100, dtype=torch.float64,
+    again = ddim_sample(s, gauss.optimal_eps_model(s), (20000,), ddim_steps=100, dtype=torch.float64,
                         generator=torch.Generator().manual_seed(3))
     assert torch.equal(x0, again)
 
@@ -61,7 +61,7 @@ def test_ddim_timesteps():
     assert ddim_timesteps(1000, 1) == [1]
     taus = ddim_timesteps(1000, 50)
     assert taus[0] == 1000 and taus[-1] == 1 and len(taus) == 50 and taus == sorted(taus, reverse=True)
-    with pytest.raises(ValueError, match="num_steps"):
+    with pytest.raises(ValueError, match="ddim_steps"):
         ddim_timesteps(10, 11)
 
 

@@ -111,7 +111,7 @@ def test_seed_reproducible_and_leaves_global_rng_alone():
 # ----------------------------------------------------------------------------- training
 def _held_out_loss(schedule, model, x0, t, noise):
     with torch.no_grad():
-        return edudiff.loss_simple(schedule, model, x0, t=t, noise=noise, reduction="none")
+        return edudiff.loss_simple(schedule, model, x0, t=t, eps=noise, reduction="none")
 
 
 def test_training_beats_zero_model_and_approaches_optimum(schedule):
@@ -236,3 +236,20 @@ def test_sliced_wasserstein_1d_and_validation():
     g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
     y = torch.randn(30, 2)
     assert sliced_wasserstein(x, y, generator=g1) == sliced_wasserstein(x, y, generator=g2)
+
+
+@pytest.mark.parametrize("dim", [2, 8, 32, 64])
+def test_sinusoidal_embedding_is_the_old_toy_formula(dim):
+    """SinusoidalTimeEmbedding now calls edudiff.unet.timestep_embedding; its values must stay bit-identical
+    to the formula the toy models were trained with (t rescaled to 1000 t / T, frequencies 10000^(-k/half)),
+    so notebook 05's thresholds hold. The old formula is written out here."""
+    import math
+
+    t = torch.arange(1, T + 1)
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half)
+    args = (t.to(torch.float32) * (1000.0 / T))[:, None] * freqs[None]
+    old = torch.cat([torch.sin(args), torch.cos(args)], dim=1)
+    assert torch.equal(SinusoidalTimeEmbedding(dim, T)(t), old)
+    old64 = torch.cat([torch.sin(a := (t.double() * (1000.0 / T))[:, None] * freqs.double()[None]), torch.cos(a)], 1)
+    assert torch.equal(SinusoidalTimeEmbedding(dim, T).double()(t), old64), "a .double() model embeds in float64"

@@ -145,8 +145,8 @@ def test_config_errors_name_the_field(images):
         TrainConfig.recommended("cifar10", preset="mnist_tiny").validate()
     with pytest.raises(ValueError, match="dataset must be one of"):
         TrainConfig(dataset="svhn").validate()
-    with pytest.raises(ValueError, match="sample_ddim_steps=2000 exceeds T=1000"):
-        TrainConfig(sample_ddim_steps=2000).validate()
+    with pytest.raises(ValueError, match="ddim_steps=2000 exceeds T=1000"):
+        TrainConfig(ddim_steps=2000).validate()
     with pytest.raises(ValueError, match="only 48 training images.*batch_size"):
         train(TrainConfig.recommended("mnist", fast=True, batch_size=64, out=None), dataset=images, progress=False)
 
@@ -198,7 +198,7 @@ def test_sampling_helpers_are_seeded_and_shaped():
         a = sample_images(model, s, 3, (1, 28, 28), ddim_steps=4, seed=7, batch_size=2)
         b = sample_images(model, s, 3, (1, 28, 28), ddim_steps=4, seed=7)
         c = sample_images(model, s, 3, (1, 28, 28), ddim_steps=4, seed=8)
-        anc = sample_images(model, Schedule.linear(20), 2, (1, 28, 28), ddim_steps=0, seed=0)
+        anc = sample_images(model, Schedule.linear(20), 2, (1, 28, 28), ddim_steps=None, seed=0)
         frames, ts = denoising_strip(model, Schedule.linear(20), (1, 28, 28), n=2, num_frames=5)
         frames_ddim, ts_ddim = denoising_strip(model, s, (1, 28, 28), n=1, num_frames=3, ddim_steps=10)
     assert a.shape == (3, 1, 28, 28) and torch.equal(a, b) and not torch.equal(a, c)
@@ -305,3 +305,75 @@ def test_checkpoint_of_another_unet_version_is_refused_clearly(images, tmp_path)
         load_model(tmp_path / "other.pt", device="cpu")
     model, schedule, _ = load_model(r.checkpoint, ema=False, device="cpu")
     assert_same_weights(model.state_dict(), r.model, "load_model(ema=False) returns the raw weights")
+
+
+# ------------------------------------------------------------------------------------------------
+# Time budget, progress bar, bf16 on the CPU, recipes, the one command line
+# ------------------------------------------------------------------------------------------------
+def test_time_budget_stops_like_ctrl_c_and_resumes_exactly(images, straight, tmp_path):
+    with threads(1):
+        stopped = train(cfg(tmp_path, minutes=1e-5), dataset=images, progress=False)  # 0.6 ms: one step
+        assert stopped.stop_reason == "time budget" and stopped.stopped_early and 1 <= stopped.step < 16
+        saved = load_checkpoint(tmp_path / "last.pt")
+        assert saved["step"] == stopped.step and saved["train_seconds"] > 0
+        assert torch.equal(saved["betas"], Schedule.linear(1000).betas[1:]), "the checkpoint stores the schedule"
+        resumed = train(cfg(tmp_path), dataset=images, progress=False, resume=True)
+    assert resumed.resumed_from == stopped.step and resumed.stop_reason is None
+    assert_same_run(straight, resumed)
+
+
+def test_progress_bar_counts_the_budget_when_it_ends_first():
+    from edudiff.train_parts import TrainProgress, budget_ends_first
+
+    assert budget_ends_first(steps_left=100, seconds_per_step=1.0, seconds_left=50.0)
+    assert not budget_ends_first(steps_left=10, seconds_per_step=1.0, seconds_left=50.0)
+    by_steps = TrainProgress(True, TrainConfig(steps=10, minutes=None), 0, "t")
+    by_time = TrainProgress(True, TrainConfig(steps=1000, minutes=1.0), 0, "t")
+    for step in range(1, 5):
+        by_steps.update(step, seconds=step * 1.0)
+        by_time.update(step, seconds=step * 1.0)  # 1 s per step: 996 more steps will not fit in 56 s
+    assert by_steps.bar.total == 10 and by_steps.bar.n == 4 and not by_steps.by_time
+    assert by_time.by_time and by_time.bar.total == 60 and by_time.bar.n == 4 and by_time.bar.unit == "s"
+    by_steps.close()
+    by_time.close()
+
+
+def test_bf16_on_cpu_trains_with_finite_loss(images):
+    base = dict(steps=3, batch_size=4, warmup=1, out=None, sample_every=0, log_every=1, seed=2)
+    with threads(1):
+        plain = train(TrainConfig.recommended("mnist", fast=True, **base), dataset=images, progress=False)
+        bf16 = train(TrainConfig.recommended("mnist", fast=True, bf16=True, **base), dataset=images, progress=False)
+    assert bool(torch.isfinite(bf16.losses).all()) and bf16.losses.shape == (3,)
+    assert not torch.equal(plain.losses, bf16.losses), "bf16=True should run the CPU forward pass in bfloat16"
+    torch.testing.assert_close(bf16.losses, plain.losses, rtol=0.05, atol=0.0)
+
+
+def test_recipes_choose_fast_cpu_or_gpu():
+    from edudiff.recipes import RECIPES, choose_mode
+
+    assert choose_mode(fast=True, device="cuda") == "fast"
+    assert choose_mode(fast=False, device="cuda") == "gpu" and choose_mode(fast=False, device="cpu") == "cpu"
+    for dataset in ("mnist", "fashion_mnist", "cifar10"):
+        assert {mode for (name, mode) in RECIPES if name == dataset} == {"fast", "cpu", "gpu"}
+    c = TrainConfig.recommended("CIFAR-10", fast=False, device="cpu")
+    assert c.dataset == "cifar10" and c.preset == "ddpm_cifar10" and c.device == "cpu" and c.out == "runs/cifar10"
+    assert TrainConfig.recommended("mnist", fast=True, steps=7).steps == 7
+    with pytest.raises(ValueError, match="ddim_steps must be a positive int.*None for Algorithm 2"):
+        TrainConfig(ddim_steps=0).validate()
+
+
+def test_one_command_line_with_aliases(capsys):
+    from edudiff.cli import main as edudiff_main
+
+    with pytest.raises(SystemExit) as info:
+        edudiff_main(["train", "--help"])
+    assert info.value.code == 0 and "--minutes" in capsys.readouterr().out
+    assert edudiff_main(["sample", "--ckpt", "missing.pt"]) == 2
+    assert "missing.pt does not exist" in capsys.readouterr().err
+    assert edudiff_main(["nonsense"]) == 2 and "train,sample,evaluate,homework" in capsys.readouterr().err
+    run = subprocess.run([sys.executable, "-m", "edudiff", "homework", "--help"], env=_env(), capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    run = subprocess.run([sys.executable, "-m", "edudiff", "evaluate", "--help"], env=_env(), capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0 and "--ckpt" in run.stdout, run.stderr
