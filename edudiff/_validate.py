@@ -1,6 +1,7 @@
 """Argument checks shared by the package: each error names the argument and says the fix."""
 from __future__ import annotations
 
+import numbers
 from contextlib import contextmanager
 
 import torch
@@ -70,11 +71,11 @@ def check_same_shape(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str)
 
 
 def check_positive_int(value, name: str, minimum: int = 1, fix: str = "") -> int:
-    """Return ``value`` if it is an int (not a bool) >= ``minimum``; else a ValueError naming ``name``.
+    """Return ``value`` if it is an int (Python or numpy; not a bool) >= ``minimum``; else a ValueError naming ``name``.
 
     ``minimum=0`` checks a count that may be zero ("an int >= 0"); ``fix`` is appended to the message.
     """
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
         raise ValueError(f"{name} must be {what}, got {value!r}" + (f" {fix}" if fix else ""))
     return value

@@ -52,7 +52,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_info
 from tqdm.auto import tqdm
 
+from edudiff._validate import check_positive_int
 from edudiff.config import data_root
+from edudiff.utils import atomic_write
 
 __all__ = [
     "CIFAR10_CLASSES", "DATASETS", "DATASET_NAMES", "DATASET_SHAPES", "DatasetInfo", "dataset_key", "DatasetError", "DatasetNotFoundError", "DownloadError",
@@ -240,12 +242,11 @@ class _TransferError(OSError):
     """The server closed the connection before sending the announced number of bytes."""
 
 
-def _fetch_once(url: str, into: Path, expected_md5: str) -> None:
-    """One attempt: stream ``url`` into ``into`` (overwritten), then check its length and md5."""
+def _fetch_once(url: str, out, expected_md5: str) -> None:
+    """One attempt: stream ``url`` into the binary file ``out``, then check its length and md5."""
     digest, received = hashlib.md5(), 0
     request = urllib.request.Request(url, headers={"User-Agent": "edudiff (python urllib)"})
-    with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S) as response, \
-            open(into, "wb") as out:
+    with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S) as response:
         total = int(response.headers.get("Content-Length") or 0) or None
         with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
                   desc=PurePosixPath(url).name, leave=False) as bar:
@@ -265,28 +266,20 @@ def download_file(urls: Sequence[str], dest: str | os.PathLike, md5: str, tries_
     """Download the first URL of ``urls`` that works to ``dest``, verified against ``md5``.
 
     Each URL is tried ``tries_per_url`` times (one retry by default), then the next mirror. Bytes go
-    to a hidden temporary file next to ``dest`` that is ``os.replace``-d onto it only once the md5
-    matched, so a failed or interrupted transfer never leaves a partial file. Raises
-    :class:`DownloadError` listing every attempt.
+    to a hidden temporary file next to ``dest`` that is renamed onto it only once the md5 matched
+    (:func:`edudiff.utils.atomic_write`), so a failed or interrupted transfer never leaves a partial
+    file. Raises :class:`DownloadError` listing every attempt.
     """
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    os.close(fd)
-    tmp, failures = Path(tmp_name), []
-    try:
-        for url in urls:
-            for _ in range(tries_per_url):
-                try:
-                    _fetch_once(url, tmp, md5)
-                except (OSError, http.client.HTTPException, DatasetError) as err:
-                    failures.append(f"{url}: {type(err).__name__}: {err}")
-                    continue
-                os.replace(tmp, dest)
-                _VERIFIED.add(_cache_key(dest, md5))
-                return dest
-    finally:
-        tmp.unlink(missing_ok=True)
+    dest, failures = Path(dest), []
+    for url in urls:
+        for _ in range(tries_per_url):
+            try:
+                atomic_write(dest, lambda out, url=url: _fetch_once(url, out, md5))
+            except (OSError, http.client.HTTPException, DatasetError) as err:
+                failures.append(f"{url}: {type(err).__name__}: {err}")
+                continue
+            _VERIFIED.add(_cache_key(dest, md5))
+            return dest
     attempts = "\n".join(f"  attempt {i}: {failure}" for i, failure in enumerate(failures, 1))
     raise DownloadError(f"Could not download {dest.name} (expected md5 {md5}) to {dest}:\n{attempts}\n"
                         f"Fix: check the connection and re-run with download=True; or fetch the file "
@@ -626,8 +619,7 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool = True, seed: i
 
     Taught in: notebooks/06_unet_mnist.ipynb, notebooks/07_cifar10.ipynb
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    check_positive_int(batch_size, "batch_size")
     generator = torch.Generator().manual_seed(seed)
     collate_fn = None
     if hflip:

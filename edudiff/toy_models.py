@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._validate import check_positive_int
 from .losses import loss_elbo_weighted, loss_simple
 from .reverse import check_var_type
 from .schedules import Schedule
@@ -94,9 +95,8 @@ class ToyEpsMLP(nn.Module):
     def __init__(self, dim: int = 1, T: int = 100, hidden: int = 128, depth: int = 3,
                  time_embedding: str = "sinusoidal", emb_dim: int = 32, seed: int | None = None):
         super().__init__()
-        for name, v, lo in (("dim", dim, 1), ("T", T, 1), ("hidden", hidden, 1), ("depth", depth, 1)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-                raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
+        for name, value in (("dim", dim), ("T", T), ("hidden", hidden), ("depth", depth)):
+            check_positive_int(value, name)
         if time_embedding not in ("sinusoidal", "learned"):
             raise ValueError(f"time_embedding must be 'sinusoidal' or 'learned', got {time_embedding!r}")
         self.dim, self.T, self.time_embedding_kind = int(dim), int(T), time_embedding
@@ -181,14 +181,12 @@ def train_toy(model: nn.Module, schedule: Schedule, sampler, loss: str = "simple
     if loss not in ("simple", "elbo"):
         raise ValueError(f"loss must be 'simple' (L_simple, eq. 14) or 'elbo' (lambda_t-weighted, eq. 12); got {loss!r}")
     check_var_type(var_type)
-    for name, v in (("steps", steps), ("batch", batch)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
+    for name, value in (("steps", steps), ("batch", batch)):
+        check_positive_int(value, name)
     if not float(lr) > 0:
         raise ValueError(f"lr must be > 0, got {lr}")
-    if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer))
-                                    or num_threads < 1):
-        raise ValueError(f"num_threads must be a positive int or None (keep the current setting), got {num_threads!r}")
+    if num_threads is not None:
+        check_positive_int(num_threads, "num_threads", fix="(or None: keep the current setting)")
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model has no trainable parameters")
@@ -271,8 +269,7 @@ def sliced_wasserstein(x, y, n_projections: int = 256, generator: torch.Generato
     if xt.ndim != 2 or yt.ndim != 2 or xt.shape[1] != yt.shape[1]:
         raise ValueError(f"x and y must have shapes (N, d) and (M, d) with the same d; "
                          f"got {tuple(xt.shape)} and {tuple(yt.shape)}")
-    if isinstance(n_projections, bool) or not isinstance(n_projections, (int, np.integer)) or n_projections < 1:
-        raise ValueError(f"n_projections must be a positive int, got {n_projections!r}")
+    check_positive_int(n_projections, "n_projections")
     theta = torch.randn(int(n_projections), xt.shape[1], generator=generator, dtype=torch.float64)
     theta = theta / theta.norm(dim=1, keepdim=True)
     px, py = (xt @ theta.T).numpy(), (yt @ theta.T).numpy()

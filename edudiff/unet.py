@@ -43,6 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._validate import check_positive_int
+
 __all__ = [
     "timestep_embedding", "ResBlock", "AttentionBlock", "Downsample", "Upsample",
     "UNetConfig", "UNet", "ddpm_cifar10", "cifar10_small", "cifar10_tiny", "mnist_small", "mnist_tiny",
@@ -83,8 +85,7 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0, t
         raise TypeError(f"t must be a tensor of shape (B,), got {type(t).__name__}")
     if t.ndim != 1:
         raise ValueError(f"t must have shape (B,), one timestep per batch row; got shape {tuple(t.shape)}")
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2:
-        raise ValueError(f"dim must be an int >= 2 (the embedding width), got {dim!r}")
+    check_positive_int(dim, "dim", minimum=2, fix="(the embedding width)")
     half = dim // 2
     # With half == 1 there is one frequency, omega_0 = 1.
     denominator = max(half - 1, 1) if freq_denominator is None else freq_denominator
@@ -252,9 +253,7 @@ class UNetConfig:
     def __post_init__(self):
         for name in ("in_channels", "out_channels", "base_channels", "image_size", "num_groups",
                      "num_heads", "time_embed_mult"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_positive_int(getattr(self, name), name)
         if len(self.channel_mults) < 1 or any(int(m) < 1 for m in self.channel_mults):
             raise ValueError(f"channel_mults must be a non-empty tuple of positive ints, got {self.channel_mults!r}")
         object.__setattr__(self, "channel_mults", tuple(int(m) for m in self.channel_mults))
