@@ -12,7 +12,7 @@ LAB_PORT ?= 8888
 # JupyterLab refuses to run as root (e.g. in a container) unless told to.
 ROOT_ARGS := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: lab test test-browser install clean-venv
+.PHONY: lab test test-browser lint install clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ lab: install
 
 test: install
 	EDUDIFF_FAST=$${EDUDIFF_FAST:-1} $(BIN)/python -m pytest tests --nbval notebooks $(PYTEST_ARGS)
+
+# Lint and formatting (ruff; configured in pyproject.toml).
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # Only the end-to-end browser tests (Chromium: bash .ci/install_browser.sh).
 test-browser: install

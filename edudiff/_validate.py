@@ -1,4 +1,5 @@
 """Argument checks shared by the package: each error names the argument and says the fix."""
+
 from __future__ import annotations
 
 import numbers
@@ -44,11 +45,14 @@ def as_tensor_t(t, T: int, batch: int | None = None, device=None, name: str = "t
     if t.ndim != 1:
         raise ValueError(f"{name} must have shape (B,), one timestep per batch row; got shape {tuple(t.shape)}")
     if batch is not None and t.shape[0] != batch:
-        raise ValueError(f"{name} has {t.shape[0]} entries but the data has batch size {batch}; "
-                         f"give one timestep per row")
+        raise ValueError(
+            f"{name} has {t.shape[0]} entries but the data has batch size {batch}; give one timestep per row"
+        )
     if _value_checks and t.numel() and (int(t.min()) < 1 or int(t.max()) > T):
-        raise ValueError(f"{name} must lie in 1..T={T} (t runs 1..T as in the paper; 0 means no noise); "
-                         f"got values in [{int(t.min())}, {int(t.max())}]")
+        raise ValueError(
+            f"{name} must lie in 1..T={T} (t runs 1..T as in the paper; 0 means no noise); "
+            f"got values in [{int(t.min())}, {int(t.max())}]"
+        )
     return t.long()
 
 
@@ -66,8 +70,9 @@ def check_finite(x: torch.Tensor, name: str) -> torch.Tensor:
 def check_same_shape(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
     """Raise unless ``a`` and ``b`` have identical shapes."""
     if a.shape != b.shape:
-        raise ValueError(f"{name_a} has shape {tuple(a.shape)} but {name_b} has shape {tuple(b.shape)}; "
-                         f"they must match")
+        raise ValueError(
+            f"{name_a} has shape {tuple(a.shape)} but {name_b} has shape {tuple(b.shape)}; they must match"
+        )
 
 
 def check_positive_int(value, name: str, minimum: int = 1, fix: str = "") -> int:

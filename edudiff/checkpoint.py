@@ -21,6 +21,7 @@ from the saved config's T, beta_1 and beta_T, with a note.
 
 Taught in: notebooks/06_unet_mnist.ipynb (training, resuming).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -36,10 +37,26 @@ from .schedules import Schedule
 from .unet import UNet, UNetConfig
 from .utils import TMP_PREFIX, TMP_SUFFIX, atomic_write
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "TMP_PREFIX", "remove_stale_temp_files",
-           "FORMAT", "VERSION", "REQUIRED_KEYS", "MUST_MATCH", "training_state", "rng_state_here",
-           "set_rng_state_here", "load_weights", "resolve_resume", "check_compatible", "schedule_from_checkpoint",
-           "load_model"]
+__all__ = [
+    "CheckpointError",
+    "save_checkpoint",
+    "load_checkpoint",
+    "TMP_PREFIX",
+    "remove_stale_temp_files",
+    "FORMAT",
+    "VERSION",
+    "REQUIRED_KEYS",
+    "MUST_MATCH",
+    "training_state",
+    "rng_state_here",
+    "set_rng_state_here",
+    "restore_rng",
+    "load_weights",
+    "resolve_resume",
+    "check_compatible",
+    "schedule_from_checkpoint",
+    "load_model",
+]
 
 FORMAT, VERSION = "edudiff-train", 2
 #: Keys a checkpoint must hold to resume training from it.
@@ -63,8 +80,9 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
     Returns ``path`` as a :class:`~pathlib.Path`.
     """
     if not isinstance(state, dict):
-        raise TypeError(f"state must be a dict (e.g. {{'model': model.state_dict(), 'step': 10}}), "
-                        f"got {type(state).__name__}")
+        raise TypeError(
+            f"state must be a dict (e.g. {{'model': model.state_dict(), 'step': 10}}), got {type(state).__name__}"
+        )
     return atomic_write(path, lambda f: torch.save(state, f))
 
 
@@ -88,10 +106,15 @@ def _earlier_checkpoints(path: Path) -> list[Path]:
 
 def _fix_text(path: Path) -> str:
     earlier = _earlier_checkpoints(path)
-    hint = (f" (found in the same folder: {', '.join(p.name for p in earlier[-3:])})" if earlier
-            else " (no other checkpoint is in the same folder)")
-    return (f"Fix: delete {path} and start again, or resume from an earlier checkpoint{hint}, "
-            f"e.g. `python -m edudiff train ... --resume <earlier.pt>`.")
+    hint = (
+        f" (found in the same folder: {', '.join(p.name for p in earlier[-3:])})"
+        if earlier
+        else " (no other checkpoint is in the same folder)"
+    )
+    return (
+        f"Fix: delete {path} and start again, or resume from an earlier checkpoint{hint}, "
+        f"e.g. `python -m edudiff train ... --resume <earlier.pt>`."
+    )
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu", required: tuple[str, ...] = ()) -> dict:
@@ -108,43 +131,71 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu", required: tuple
     """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} does not exist; check the path (a run saves "
-                                f"<out>/last.pt), or train first with `python -m edudiff train --out <out>`")
+        raise FileNotFoundError(
+            f"checkpoint {path} does not exist; check the path (a run saves "
+            f"<out>/last.pt), or train first with `python -m edudiff train --out <out>`"
+        )
     if path.is_dir():
-        raise CheckpointError(f"checkpoint {path} is a folder, not a file; pass the .pt file inside it "
-                              f"(e.g. {path / 'last.pt'})")
+        raise CheckpointError(
+            f"checkpoint {path} is a folder, not a file; pass the .pt file inside it (e.g. {path / 'last.pt'})"
+        )
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # truncated zip, random bytes, a pickled class, ...: many error types
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         if len(reason) > 300:
             reason = reason[:300] + " ..."
-        raise CheckpointError(f"checkpoint {path} is not readable: it is truncated, corrupted or not a "
-                              f"weights-only torch checkpoint ({type(err).__name__}: {reason}). "
-                              f"{_fix_text(path)}") from err
+        raise CheckpointError(
+            f"checkpoint {path} is not readable: it is truncated, corrupted or not a "
+            f"weights-only torch checkpoint ({type(err).__name__}: {reason}). "
+            f"{_fix_text(path)}"
+        ) from err
     if not isinstance(state, dict):
-        raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a dict of training "
-                              f"state; it is not a checkpoint that edudiff wrote. {_fix_text(path)}")
+        raise CheckpointError(
+            f"checkpoint {path} holds a {type(state).__name__}, not a dict of training "
+            f"state; it is not a checkpoint that edudiff wrote. {_fix_text(path)}"
+        )
     missing = [k for k in required if k not in state]
     if missing:
-        raise CheckpointError(f"checkpoint {path} lacks the entries {missing} (it has {sorted(state)}); "
-                              f"it was not written by edudiff's training or is from another version. "
-                              f"{_fix_text(path)}")
+        raise CheckpointError(
+            f"checkpoint {path} lacks the entries {missing} (it has {sorted(state)}); "
+            f"it was not written by edudiff's training or is from another version. "
+            f"{_fix_text(path)}"
+        )
     return state
 
 
 # ------------------------------------------------------------------------------------------------
 # The training state: what a run saves, and how a run resumes from it
 # ------------------------------------------------------------------------------------------------
-def training_state(*, step: int, model: nn.Module, ema: nn.Module, optimizer, schedule: Schedule, config: dict,
-                   unet_config: UNetConfig, rng: dict, losses: torch.Tensor, train_seconds: float,
-                   ddp_param_digests: list | None = None) -> dict:
+def training_state(
+    *,
+    step: int,
+    model: nn.Module,
+    ema: nn.Module,
+    optimizer,
+    schedule: Schedule,
+    config: dict,
+    unet_config: UNetConfig,
+    rng: dict,
+    losses: torch.Tensor,
+    train_seconds: float,
+    ddp_param_digests: list | None = None,
+) -> dict:
     """The checkpoint dict of a training run at ``step`` (see the module docstring for the keys)."""
     state = {
-        "format": FORMAT, "version": VERSION, "step": int(step),
-        "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
-        "rng": rng, "config": dict(config), "unet_config": dataclasses.asdict(unet_config),
-        "betas": schedule.betas[1:].clone(), "losses": losses, "train_seconds": float(train_seconds),
+        "format": FORMAT,
+        "version": VERSION,
+        "step": int(step),
+        "model": model.state_dict(),
+        "ema": ema.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "rng": rng,
+        "config": dict(config),
+        "unet_config": dataclasses.asdict(unet_config),
+        "betas": schedule.betas[1:].clone(),
+        "losses": losses,
+        "train_seconds": float(train_seconds),
     }
     if ddp_param_digests is not None:
         state["ddp_param_digests"] = ddp_param_digests
@@ -166,6 +217,36 @@ def set_rng_state_here(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+def restore_rng(
+    rng: dict, noise_gen: torch.Generator, rank: int, world: int, device: torch.device, path, reseed
+) -> None:
+    """Restore the random state a checkpoint saved (``rng``): the shared noise generator and this rank's
+    torch generators. Where the saved state cannot fit -- written on another device type, or by another
+    number of processes -- re-seed with ``reseed(stream, ...)`` instead and warn that the run will differ
+    from an uninterrupted one."""
+    from .train_parts import SEED_DROPOUT, SEED_NOISE
+
+    if rng.get("noise_device", device.type) == device.type:
+        noise_gen.set_state(rng["noise"])
+    else:  # a CUDA generator's state does not fit a CPU one (and vice versa)
+        warnings.warn(
+            f"{path} was written on {rng['noise_device']}, this run is on {device.type}: the noise is "
+            f"re-seeded, so the result will differ from an uninterrupted run",
+            stacklevel=3,
+        )
+        noise_gen.manual_seed(reseed(SEED_NOISE))
+    per_rank = rng["per_rank"]
+    if len(per_rank) == world:
+        set_rng_state_here(per_rank[rank], device)
+    else:
+        warnings.warn(
+            f"{path} was written by {len(per_rank)} processes, this run has {world}: dropout masks are "
+            f"re-seeded, so the result will differ from an uninterrupted run",
+            stacklevel=3,
+        )
+        torch.manual_seed(reseed(SEED_DROPOUT, rank))
+
+
 def load_weights(model: nn.Module, weights: dict, path, key: str) -> None:
     """``model.load_state_dict(weights)``, with a CheckpointError naming the file if the shapes or names
     do not fit (a checkpoint of another model or of another version of the U-Net code)."""
@@ -174,9 +255,11 @@ def load_weights(model: nn.Module, weights: dict, path, key: str) -> None:
     except (RuntimeError, KeyError, TypeError) as err:
         lines = str(err).strip().splitlines()
         detail = ("; ".join(line.strip() for line in lines[1:3]) or lines[0]) if lines else type(err).__name__
-        raise CheckpointError(f"checkpoint {path}: its '{key}' weights do not fit the U-Net built from its "
-                              f"configuration ({detail}). It was written by another version of edudiff.unet; "
-                              f"train it again, or load it with the edudiff version that wrote it.") from err
+        raise CheckpointError(
+            f"checkpoint {path}: its '{key}' weights do not fit the U-Net built from its "
+            f"configuration ({detail}). It was written by another version of edudiff.unet; "
+            f"train it again, or load it with the edudiff version that wrote it."
+        ) from err
 
 
 def resolve_resume(resume, out: Path | None) -> Path | None:
@@ -185,8 +268,9 @@ def resolve_resume(resume, out: Path | None) -> Path | None:
         return None
     if resume is True:
         if out is None:
-            raise ValueError("resume=True needs config.out (the run folder holding last.pt), or pass the "
-                             "checkpoint path as resume=")
+            raise ValueError(
+                "resume=True needs config.out (the run folder holding last.pt), or pass the checkpoint path as resume="
+            )
         return out / "last.pt"
     return Path(resume)
 
@@ -194,17 +278,25 @@ def resolve_resume(resume, out: Path | None) -> Path | None:
 def check_compatible(saved: dict, config, path: Path) -> list[str]:
     """Raise a ValueError unless the saved config and ``config`` agree on :data:`MUST_MATCH` (and flips);
     return the other fields that changed, as ``"name: old -> new"`` strings."""
-    diffs = [f"{k}: checkpoint {saved.get(k)!r} vs now {getattr(config, k)!r}"
-             for k in MUST_MATCH if saved.get(k) != getattr(config, k)]
+    diffs = [
+        f"{k}: checkpoint {saved.get(k)!r} vs now {getattr(config, k)!r}"
+        for k in MUST_MATCH
+        if saved.get(k) != getattr(config, k)
+    ]
     saved_hflip = saved.get("hflip") if saved.get("hflip") is not None else saved.get("dataset") == "cifar10"
     if saved_hflip != config.use_hflip:
         diffs.append(f"hflip: checkpoint {saved.get('hflip')!r} vs now {config.hflip!r}")
     if diffs:
-        raise ValueError(f"cannot resume from {path}: the run was started with other settings "
-                         f"({'; '.join(diffs)}). Fix: pass the same options as the original run, or use "
-                         f"a new --out folder to start a fresh run.")
-    return [f"{k}: {saved.get(k)!r} -> {getattr(config, k)!r}" for k in saved
-            if k not in MUST_MATCH and hasattr(config, k) and saved.get(k) != getattr(config, k)]
+        raise ValueError(
+            f"cannot resume from {path}: the run was started with other settings "
+            f"({'; '.join(diffs)}). Fix: pass the same options as the original run, or use "
+            f"a new --out folder to start a fresh run."
+        )
+    return [
+        f"{k}: {saved.get(k)!r} -> {getattr(config, k)!r}"
+        for k in saved
+        if k not in MUST_MATCH and hasattr(config, k) and saved.get(k) != getattr(config, k)
+    ]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -218,10 +310,15 @@ def schedule_from_checkpoint(state: dict, path="checkpoint") -> Schedule:
     cfg = state.get("config", {})
     missing = [k for k in ("T", "beta_1", "beta_T") if k not in cfg]
     if missing:
-        raise CheckpointError(f"checkpoint {path} holds no schedule (no 'betas') and its config lacks {missing}; "
-                              f"the schedule it was trained with is unknown. Train it again with this version.")
-    warnings.warn(f"checkpoint {path} predates stored schedules (no 'betas'); rebuilding the linear schedule "
-                  f"from its config: T={cfg['T']}, beta_1={cfg['beta_1']}, beta_T={cfg['beta_T']}", stacklevel=3)
+        raise CheckpointError(
+            f"checkpoint {path} holds no schedule (no 'betas') and its config lacks {missing}; "
+            f"the schedule it was trained with is unknown. Train it again with this version."
+        )
+    warnings.warn(
+        f"checkpoint {path} predates stored schedules (no 'betas'); rebuilding the linear schedule "
+        f"from its config: T={cfg['T']}, beta_1={cfg['beta_1']}, beta_T={cfg['beta_T']}",
+        stacklevel=3,
+    )
     return Schedule.linear(int(cfg["T"]), float(cfg["beta_1"]), float(cfg["beta_T"]))
 
 
@@ -236,8 +333,10 @@ def load_model(path: str | os.PathLike, ema: bool = True, device=None) -> tuple[
     try:
         unet_config = UNetConfig(**state["unet_config"])
     except (TypeError, ValueError) as err:
-        raise CheckpointError(f"checkpoint {path} holds a U-Net configuration this version cannot build ({err}); "
-                              f"it was written by another version of edudiff") from err
+        raise CheckpointError(
+            f"checkpoint {path} holds a U-Net configuration this version cannot build ({err}); "
+            f"it was written by another version of edudiff"
+        ) from err
     model = UNet(unet_config)
     key = "ema" if ema and "ema" in state else "model"
     load_weights(model, state[key], path, key)

@@ -71,19 +71,31 @@ _SWITCHES = [
 
 def train_parser(prog: str = "python -m edudiff train") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog=prog, epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog=prog,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train a DDPM (Ho et al. 2020) U-Net on MNIST, FashionMNIST or CIFAR-10. Options left out "
-                    "take the recommended values for the dataset (see TrainConfig.recommended); --fast picks "
-                    "the CPU-sized ones.")
+        "take the recommended values for the dataset (see TrainConfig.recommended); --fast picks "
+        "the CPU-sized ones.",
+    )
     p.add_argument("--dataset", default="mnist", choices=sorted(DATASET_NAMES), help="training data (default mnist)")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="U-Net size (default: mnist_small / ddpm_cifar10; "
-                   "with --fast mnist_tiny / cifar10_tiny)")
+    p.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="U-Net size (default: mnist_small / ddpm_cifar10; with --fast mnist_tiny / cifar10_tiny)",
+    )
     p.add_argument("--fast", action="store_true", help="CPU/CI-sized defaults: tiny model, a few hundred steps")
     for flag, kind, text in _OPTIONS:
         p.add_argument(flag, type=kind, help=text)
     p.add_argument("--ddim-steps", type=int, help="DDIM steps for the periodic grids (0 = Algorithm 2)")
-    p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
-                   help="continue from <out>/last.pt (or from CKPT); starts afresh if there is none")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="CKPT",
+        help="continue from <out>/last.pt (or from CKPT); starts afresh if there is none",
+    )
     p.add_argument("--download", action="store_true", help="download the dataset if it is missing")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (slower start, faster steps)")
     for flag, text in _SWITCHES:
@@ -110,13 +122,19 @@ def main_train(argv: list[str], prog: str = "python -m edudiff train") -> int:
     config = config_from_args(args).validate()
     rank0 = int(os.environ.get("RANK", "0")) == 0
     if rank0:
-        print(f"edudiff train: {config.preset} on {config.dataset}, {config.steps} steps at batch "
-              f"{config.batch_size}, lr {config.lr}, out={config.out}", flush=True)
+        print(
+            f"edudiff train: {config.preset} on {config.dataset}, {config.steps} steps at batch "
+            f"{config.batch_size}, lr {config.lr}, out={config.out}",
+            flush=True,
+        )
     result = train(config, resume=args.resume, progress=not args.quiet)
     if rank0:
-        print(f"done: step {result.step}, final loss {float(result.losses[-50:].mean()):.4f}, "
-              f"{result.images_per_sec:.1f} images/s on {result.device}"
-              + (f", checkpoint {result.checkpoint}" if result.checkpoint else ""), flush=True)
+        print(
+            f"done: step {result.step}, final loss {float(result.losses[-50:].mean()):.4f}, "
+            f"{result.images_per_sec:.1f} images/s on {result.device}"
+            + (f", checkpoint {result.checkpoint}" if result.checkpoint else ""),
+            flush=True,
+        )
     return 0
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -20,8 +21,16 @@ from torch import nn
 
 from .config import default_device
 
-__all__ = ["DistInfo", "init_distributed", "close_distributed", "pick_device", "all_gather", "any_rank",
-           "param_digest"]
+__all__ = [
+    "DistInfo",
+    "init_distributed",
+    "close_distributed",
+    "pick_device",
+    "all_gather",
+    "any_rank",
+    "check_same_weights",
+    "param_digest",
+]
 
 
 @dataclass
@@ -98,6 +107,23 @@ def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
     s = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(s, op=dist.ReduceOp.MAX)
     return bool(s.item() > 0)
+
+
+def check_same_weights(model: nn.Module, info: DistInfo) -> list[str] | None:
+    """Under DDP: every rank's :func:`param_digest`, with a line saying whether they agree (rank 0) and a
+    barrier after; None in one process."""
+    if not info.enabled:
+        return None
+    import torch.distributed as dist
+
+    digests = all_gather(param_digest(model), info)
+    if info.is_main:
+        if len(set(digests)) == 1:
+            print(f"DDP: all {info.world} processes hold identical weights", flush=True)
+        else:
+            warnings.warn(f"DDP: the processes' weights differ (digests {digests})", stacklevel=2)
+    dist.barrier()
+    return digests
 
 
 def param_digest(model: nn.Module) -> str:

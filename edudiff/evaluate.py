@@ -31,6 +31,7 @@ r"""How good is a trained image DDPM? Two measures, each with baselines to read 
 
 Taught in: notebooks/06_unet_mnist.ipynb and notebooks/07_cifar10.ipynb (bits/dim).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,10 +55,21 @@ from .schedules import Schedule
 from .utils import model_device, progress_bar
 
 __all__ = [
-    "zero_eps_model", "check_8bit", "nll_bits_per_dim",
-    "MNISTClassifier", "train_classifier", "classifier_accuracy", "load_or_train_classifier",
-    "classifier_outputs", "feature_statistics", "frechet_distance", "frechet_distance_features",
-    "sample_quality", "mnist_sample_quality", "format_quality", "main",
+    "zero_eps_model",
+    "check_8bit",
+    "nll_bits_per_dim",
+    "MNISTClassifier",
+    "train_classifier",
+    "classifier_accuracy",
+    "load_or_train_classifier",
+    "classifier_outputs",
+    "feature_statistics",
+    "frechet_distance",
+    "frechet_distance_features",
+    "sample_quality",
+    "mnist_sample_quality",
+    "format_quality",
+    "main",
 ]
 
 
@@ -76,18 +88,33 @@ def check_8bit(images: torch.Tensor, name: str = "images") -> torch.Tensor:
     if not isinstance(images, torch.Tensor) or not images.is_floating_point() or images.ndim < 2:
         raise TypeError(f"{name} must be a float tensor (N, C, H, W) in [-1, 1]")
     v = (images.double() + 1.0) * 127.5
-    if not bool(torch.isfinite(v).all()) or float(v.min()) < -1e-3 or float(v.max()) > 255 + 1e-3 \
-            or float((v - v.round()).abs().max()) > 1e-3:
-        raise ValueError(f"{name} must hold 8-bit data mapped to [-1, 1] (uint8 v -> v/127.5 - 1), as "
-                         f"edudiff.data returns it; quantize generated images first with "
-                         f"edudiff.data.from_uint8(edudiff.data.to_uint8(x))")
+    if (
+        not bool(torch.isfinite(v).all())
+        or float(v.min()) < -1e-3
+        or float(v.max()) > 255 + 1e-3
+        or float((v - v.round()).abs().max()) > 1e-3
+    ):
+        raise ValueError(
+            f"{name} must hold 8-bit data mapped to [-1, 1] (uint8 v -> v/127.5 - 1), as "
+            f"edudiff.data returns it; quantize generated images first with "
+            f"edudiff.data.from_uint8(edudiff.data.to_uint8(x))"
+        )
     return images
 
 
 @torch.no_grad()
-def nll_bits_per_dim(model, schedule: Schedule, images: torch.Tensor, num_timesteps: int | None = None,
-                     batch_size: int = 64, seed: int = 0, var_type: str = "beta", stratified: bool = True,
-                     device=None, progress: bool = False) -> dict:
+def nll_bits_per_dim(
+    model,
+    schedule: Schedule,
+    images: torch.Tensor,
+    num_timesteps: int | None = None,
+    batch_size: int = 64,
+    seed: int = 0,
+    var_type: str = "beta",
+    stratified: bool = True,
+    device=None,
+    progress: bool = False,
+) -> dict:
     r"""The negative ELBO of 8-bit ``images`` (N, C, H, W) in bits/dim, with the discretized decoder.
 
     ``num_timesteps=None`` (or >= T): all T terms via :func:`edudiff.elbo_terms`. Otherwise the unbiased
@@ -108,26 +135,28 @@ def nll_bits_per_dim(model, schedule: Schedule, images: torch.Tensor, num_timest
     all_T = num_timesteps is None or int(num_timesteps) >= T
     if not all_T:
         K = int(num_timesteps)
-        if K < (2 if stratified else 1):
-            raise ValueError(f"num_timesteps must be >= {2 if stratified else 1} (or None for all T), got {num_timesteps}")
+        if (2 if stratified else 1) > K:
+            raise ValueError(
+                f"num_timesteps must be >= {2 if stratified else 1} (or None for all T), got {num_timesteps}"
+            )
     D = images[0].numel()
     per_image, prior_all, l0_all, diff_all = [], [], [], []
     batches = progress_bar(range(0, images.shape[0], batch_size), progress, desc="bits/dim", leave=False)
     with eval_mode(model):
         for start in batches:
-            x0 = images[start:start + batch_size].to(device=device, dtype=torch.float32)
+            x0 = images[start : start + batch_size].to(device=device, dtype=torch.float32)
             B = x0.shape[0]
             if all_T:
                 out = elbo_terms(schedule, model, x0, var_type=var_type, decoder="discretized", generator=gen)
                 prior = out["prior"].double()
                 vb = out["vb"].double()
-                l0, diff = vb[:, 0], vb[:, 1:].sum(1)          # column 0 is t = 1
+                l0, diff = vb[:, 0], vb[:, 1:].sum(1)  # column 0 is t = 1
             else:
                 prior = prior_kl(schedule, x0).double()
                 if stratified:
                     one = torch.ones(B, dtype=torch.long, device=device)
                     l0 = _term(schedule, model, x0, one, var_type, gen).double()
-                    edges = np.linspace(2, T + 1, K).round().astype(int)   # K-1 strata [lo, hi) of 2..T
+                    edges = np.linspace(2, T + 1, K).round().astype(int)  # K-1 strata [lo, hi) of 2..T
                     diff = torch.zeros(B, dtype=torch.float64, device=device)
                     for lo, hi in zip(edges[:-1], edges[1:]):
                         if hi <= lo:
@@ -151,14 +180,24 @@ def nll_bits_per_dim(model, schedule: Schedule, images: torch.Tensor, num_timest
     if all_T:
         method = f"all T={T} terms of the bound (one x_t draw each) via edudiff.elbo_terms"
     elif stratified:
-        method = (f"unbiased estimate L_T + T*E_t[L_(t-1)] from {K} terms per image: L_0 exactly plus one t "
-                  f"from each of {K - 1} strata of 2..{T} (stratified sampling)")
+        method = (
+            f"unbiased estimate L_T + T*E_t[L_(t-1)] from {K} terms per image: L_0 exactly plus one t "
+            f"from each of {K - 1} strata of 2..{T} (stratified sampling)"
+        )
     else:
         method = f"unbiased estimate L_T + T*E_t[L_(t-1)] from {K} draws of t ~ U{{1..{T}}} per image"
-    return {"bpd": float(per_image.mean()), "stderr": stderr, "per_image": per_image,
-            "prior_bpd": float(torch.cat(prior_all).mean()), "l0_bpd": float(torch.cat(l0_all).mean()),
-            "diffusion_bpd": float(torch.cat(diff_all).mean()), "num_timesteps": T if all_T else K,
-            "exact_sum": all_T, "n_images": n, "method": method}
+    return {
+        "bpd": float(per_image.mean()),
+        "stderr": stderr,
+        "per_image": per_image,
+        "prior_bpd": float(torch.cat(prior_all).mean()),
+        "l0_bpd": float(torch.cat(l0_all).mean()),
+        "diffusion_bpd": float(torch.cat(diff_all).mean()),
+        "num_timesteps": T if all_T else K,
+        "exact_sum": all_T,
+        "n_images": n,
+        "method": method,
+    }
 
 
 def _term(schedule, model, x0, t, var_type, gen) -> torch.Tensor:
@@ -189,8 +228,9 @@ class MNISTClassifier(nn.Module):
     @staticmethod
     def _prepare(x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != 1 or tuple(x.shape[-2:]) not in ((28, 28), (32, 32)):
-            raise ValueError(f"the MNIST classifier takes images (B, 1, 28, 28) (or 32x32, cropped); "
-                             f"got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"the MNIST classifier takes images (B, 1, 28, 28) (or 32x32, cropped); got shape {tuple(x.shape)}"
+            )
         return x[..., 2:30, 2:30] if x.shape[-1] == 32 else x
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -207,15 +247,24 @@ def _default_classifier_steps() -> int:
     return 200 if fast_mode() else 800
 
 
-def train_classifier(images: torch.Tensor | None = None, labels: torch.Tensor | None = None, steps: int | None = None,
-                     batch_size: int = 64, lr: float = 3e-3, seed: int = 0, root=None, device=None,
-                     progress: bool = False) -> MNISTClassifier:
+def train_classifier(
+    images: torch.Tensor | None = None,
+    labels: torch.Tensor | None = None,
+    steps: int | None = None,
+    batch_size: int = 64,
+    lr: float = 3e-3,
+    seed: int = 0,
+    root=None,
+    device=None,
+    progress: bool = False,
+) -> MNISTClassifier:
     """Train :class:`MNISTClassifier` with Adam (``lr`` decayed linearly to 0) for ``steps`` steps
     (default 800, ~98.5% test accuracy; 200 in fast mode, ~95%) on ``images``/``labels`` (default:
     the MNIST training set from ``root``). Batches are drawn with replacement from a seeded generator.
     Returns the model in eval mode."""
     if images is None or labels is None:
         from .data import load_mnist
+
         ds = load_mnist(root, train=True)
         images, labels = ds.images, ds.labels
     steps = _default_classifier_steps() if steps is None else int(steps)
@@ -240,8 +289,9 @@ def train_classifier(images: torch.Tensor | None = None, labels: torch.Tensor | 
 
 
 @torch.no_grad()
-def classifier_accuracy(model: MNISTClassifier, images: torch.Tensor, labels: torch.Tensor,
-                        batch_size: int = 1000) -> float:
+def classifier_accuracy(
+    model: MNISTClassifier, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000
+) -> float:
     """Fraction of ``images`` whose arg-max class equals ``labels``."""
     probs, _ = classifier_outputs(model, images, batch_size)
     return float((probs.argmax(1) == labels.cpu()).double().mean())
@@ -250,8 +300,9 @@ def classifier_accuracy(model: MNISTClassifier, images: torch.Tensor, labels: to
 _CLASSIFIER_VERSION = 1
 
 
-def load_or_train_classifier(cache_dir=None, steps: int | None = None, seed: int = 0, root=None, device=None,
-                             progress: bool = False) -> tuple[MNISTClassifier, dict]:
+def load_or_train_classifier(
+    cache_dir=None, steps: int | None = None, seed: int = 0, root=None, device=None, progress: bool = False
+) -> tuple[MNISTClassifier, dict]:
     """The MNIST classifier, trained once and cached as a checkpoint.
 
     The file ``mnist_classifier_<steps>steps_seed<seed>.pt`` lives in ``cache_dir`` (default
@@ -269,20 +320,34 @@ def load_or_train_classifier(cache_dir=None, steps: int | None = None, seed: int
             if state["version"] == _CLASSIFIER_VERSION:
                 model = MNISTClassifier()
                 model.load_state_dict(state["model"])
-                return model.to(device).eval(), {"test_accuracy": float(state["test_accuracy"]), "steps": steps,
-                                                 "path": path, "cached": True}
+                return model.to(device).eval(), {
+                    "test_accuracy": float(state["test_accuracy"]),
+                    "steps": steps,
+                    "path": path,
+                    "cached": True,
+                }
         except (CheckpointError, RuntimeError) as err:
-            warnings.warn(f"the cached classifier {path} is unusable ({err}); training it again")
+            warnings.warn(f"the cached classifier {path} is unusable ({err}); training it again", stacklevel=2)
     from .data import load_mnist
+
     train_ds, test_ds = load_mnist(root, train=True), load_mnist(root, train=False)
-    model = train_classifier(train_ds.images, train_ds.labels, steps=steps, seed=seed, device=device,
-                             progress=progress)
+    model = train_classifier(train_ds.images, train_ds.labels, steps=steps, seed=seed, device=device, progress=progress)
     acc = classifier_accuracy(model, test_ds.images, test_ds.labels)
     try:
-        save_checkpoint(path, {"model": {k: v.cpu() for k, v in model.state_dict().items()},
-                               "test_accuracy": acc, "steps": steps, "seed": seed, "version": _CLASSIFIER_VERSION})
+        save_checkpoint(
+            path,
+            {
+                "model": {k: v.cpu() for k, v in model.state_dict().items()},
+                "test_accuracy": acc,
+                "steps": steps,
+                "seed": seed,
+                "version": _CLASSIFIER_VERSION,
+            },
+        )
     except OSError as err:  # a read-only data folder: go on without the cache
-        warnings.warn(f"could not cache the classifier at {path} ({err}); pass cache_dir= a writable folder")
+        warnings.warn(
+            f"could not cache the classifier at {path} ({err}); pass cache_dir= a writable folder", stacklevel=2
+        )
     return model, {"test_accuracy": acc, "steps": steps, "path": path, "cached": False}
 
 
@@ -293,7 +358,7 @@ def classifier_outputs(model: MNISTClassifier, images: torch.Tensor, batch_size:
     probs, feats = [], []
     with eval_mode(model):
         for start in range(0, images.shape[0], batch_size):
-            x = images[start:start + batch_size].to(device=device, dtype=torch.float32)
+            x = images[start : start + batch_size].to(device=device, dtype=torch.float32)
             f = model.features(x)
             probs.append(torch.softmax(model.fc2(f), dim=1).double().cpu())
             feats.append(f.double().cpu())
@@ -305,7 +370,11 @@ def classifier_outputs(model: MNISTClassifier, images: torch.Tensor, batch_size:
 # ------------------------------------------------------------------------------------------------
 def feature_statistics(features) -> tuple[np.ndarray, np.ndarray]:
     """Mean (d,) and covariance (d, d) (unbiased, float64) of features (N, d)."""
-    f = features.detach().cpu().double().numpy() if isinstance(features, torch.Tensor) else np.asarray(features, dtype=np.float64)
+    f = (
+        features.detach().cpu().double().numpy()
+        if isinstance(features, torch.Tensor)
+        else np.asarray(features, dtype=np.float64)
+    )
     if f.ndim != 2 or f.shape[0] < 2:
         raise ValueError(f"features must have shape (N, d) with N >= 2, got {f.shape}")
     return f.mean(axis=0), np.cov(f, rowvar=False).reshape(f.shape[1], f.shape[1])
@@ -314,7 +383,8 @@ def feature_statistics(features) -> tuple[np.ndarray, np.ndarray]:
 def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     r"""Fréchet (2-Wasserstein) distance squared between N(mu1, sigma1) and N(mu2, sigma2):
 
-    .. math:: d^2 = \|\mu_1-\mu_2\|^2 + \mathrm{tr}\,\Sigma_1 + \mathrm{tr}\,\Sigma_2 - 2\,\mathrm{tr}(\Sigma_1\Sigma_2)^{1/2}
+    .. math:: d^2 = \|\mu_1-\mu_2\|^2 + \mathrm{tr}\,\Sigma_1 + \mathrm{tr}\,\Sigma_2
+              - 2\,\mathrm{tr}(\Sigma_1\Sigma_2)^{1/2}
 
     (Dowson & Landau 1982; the formula of FID). The matrix square root is ``scipy.linalg.sqrtm``; if
     the product is singular enough to make it non-finite, ``eps`` is added to both diagonals (as
@@ -322,6 +392,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     (fewer samples than dimensions) the result is accurate to about 1e-7 of the covariances' scale.
     """
     from scipy import linalg
+
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     s1, s2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != (mu1.size, mu1.size):
@@ -346,8 +417,9 @@ def frechet_distance_features(features1, features2) -> float:
 # ------------------------------------------------------------------------------------------------
 # Sample quality on MNIST
 # ------------------------------------------------------------------------------------------------
-def sample_quality(classifier: MNISTClassifier, images: torch.Tensor, reference_features: torch.Tensor,
-                   threshold: float = 0.9) -> dict:
+def sample_quality(
+    classifier: MNISTClassifier, images: torch.Tensor, reference_features: torch.Tensor, threshold: float = 0.9
+) -> dict:
     """Classifier-based scores of ``images`` (N, 1, 28, 28) in [-1, 1]:
 
     ``confident_fraction`` (share with max softmax > ``threshold``), ``mean_max_prob``,
@@ -356,13 +428,24 @@ def sample_quality(classifier: MNISTClassifier, images: torch.Tensor, reference_
     """
     probs, feats = classifier_outputs(classifier, images)
     maxp, cls = probs.max(dim=1)
-    return {"confident_fraction": float((maxp > threshold).double().mean()), "mean_max_prob": float(maxp.mean()),
-            "class_counts": torch.bincount(cls, minlength=10).tolist(),
-            "fd": frechet_distance_features(feats, reference_features), "n": int(images.shape[0])}
+    return {
+        "confident_fraction": float((maxp > threshold).double().mean()),
+        "mean_max_prob": float(maxp.mean()),
+        "class_counts": torch.bincount(cls, minlength=10).tolist(),
+        "fd": frechet_distance_features(feats, reference_features),
+        "n": int(images.shape[0]),
+    }
 
 
-def mnist_sample_quality(samples: torch.Tensor, classifier: MNISTClassifier | None = None, n_reference: int = 5000,
-                         threshold: float = 0.9, seed: int = 0, root=None, cache_dir=None) -> dict:
+def mnist_sample_quality(
+    samples: torch.Tensor,
+    classifier: MNISTClassifier | None = None,
+    n_reference: int = 5000,
+    threshold: float = 0.9,
+    seed: int = 0,
+    root=None,
+    cache_dir=None,
+) -> dict:
     """Score generated digits with :func:`sample_quality`, next to the baselines with the same N:
 
     * ``"samples"``: the generated images;
@@ -374,6 +457,7 @@ def mnist_sample_quality(samples: torch.Tensor, classifier: MNISTClassifier | No
     three score dicts plus ``n``, ``n_reference`` and ``threshold``; print it with :func:`format_quality`.
     """
     from .data import load_mnist
+
     if classifier is None:
         classifier, _ = load_or_train_classifier(cache_dir=cache_dir, root=root)
     n = int(samples.shape[0])
@@ -385,17 +469,27 @@ def mnist_sample_quality(samples: torch.Tensor, classifier: MNISTClassifier | No
     _, ref_feats = classifier_outputs(classifier, train_ds.images[ref_idx])
     test_idx = torch.randperm(test_ds.images.shape[0], generator=g)[:n]
     noise = torch.rand((n, 1, 28, 28), generator=g) * 2 - 1
-    return {"samples": sample_quality(classifier, samples.float().cpu(), ref_feats, threshold),
-            "real_test": sample_quality(classifier, test_ds.images[test_idx], ref_feats, threshold),
-            "noise": sample_quality(classifier, noise, ref_feats, threshold),
-            "n": n, "n_reference": int(ref_feats.shape[0]), "threshold": threshold}
+    return {
+        "samples": sample_quality(classifier, samples.float().cpu(), ref_feats, threshold),
+        "real_test": sample_quality(classifier, test_ds.images[test_idx], ref_feats, threshold),
+        "noise": sample_quality(classifier, noise, ref_feats, threshold),
+        "n": n,
+        "n_reference": int(ref_feats.shape[0]),
+        "threshold": threshold,
+    }
 
 
 def format_quality(result: dict) -> str:
     """A small table of :func:`mnist_sample_quality`'s result."""
-    lines = [f"MNIST sample quality (N = {result['n']} images each, reference = {result['n_reference']} train images)",
-             f"{'':<26}{'confident (p>' + str(result['threshold']) + ')':>18}{'Frechet dist.':>15}  classes predicted"]
-    names = {"samples": "generated samples", "real_test": "real test images (floor)", "noise": "uniform noise (ceiling)"}
+    lines = [
+        f"MNIST sample quality (N = {result['n']} images each, reference = {result['n_reference']} train images)",
+        f"{'':<26}{'confident (p>' + str(result['threshold']) + ')':>18}{'Frechet dist.':>15}  classes predicted",
+    ]
+    names = {
+        "samples": "generated samples",
+        "real_test": "real test images (floor)",
+        "noise": "uniform noise (ceiling)",
+    }
     for key in ("samples", "real_test", "noise"):
         r = result[key]
         lines.append(f"{names[key]:<26}{r['confident_fraction']:>18.3f}{r['fd']:>15.2f}  {r['class_counts']}")
@@ -406,14 +500,21 @@ def format_quality(result: dict) -> str:
 # Command line: python -m edudiff.evaluate --ckpt runs/mnist/last.pt
 # ------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    """``python -m edudiff evaluate --ckpt CKPT`` (alias ``python -m edudiff.evaluate``): bits/dim on test images and, for MNIST, the classifier scores."""
-    p = argparse.ArgumentParser(prog="python -m edudiff evaluate",
-                                description="Evaluate a training checkpoint: the NLL bound in bits/dim on "
-                                            "test images and, for MNIST, sample quality from a small classifier.")
+    """``python -m edudiff evaluate --ckpt CKPT`` (alias ``python -m edudiff.evaluate``): bits/dim on test
+    images and, for MNIST, the classifier scores."""
+    p = argparse.ArgumentParser(
+        prog="python -m edudiff evaluate",
+        description="Evaluate a training checkpoint: the NLL bound in bits/dim on "
+        "test images and, for MNIST, sample quality from a small classifier.",
+    )
     p.add_argument("--ckpt", required=True, help="checkpoint, e.g. runs/mnist/last.pt")
     p.add_argument("--n-images", type=int, default=64, help="test images for bits/dim (default 64)")
-    p.add_argument("--timesteps", type=int, default=100,
-                   help="terms per image for the bits/dim estimate (default 100; 0 = all T, exact sum)")
+    p.add_argument(
+        "--timesteps",
+        type=int,
+        default=100,
+        help="terms per image for the bits/dim estimate (default 100; 0 = all T, exact sum)",
+    )
     p.add_argument("--n-samples", type=int, default=256, help="samples for the classifier scores (MNIST; default 256)")
     p.add_argument("--ddim-steps", type=int, default=50, help="DDIM steps for the samples (0 = Algorithm 2)")
     p.add_argument("--seed", type=int, default=0)
@@ -422,25 +523,36 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
     args = p.parse_args(argv)
     try:
-        from .data import from_uint8, load_dataset, to_uint8
-        from .data import DATASET_SHAPES
+        from .data import DATASET_SHAPES, from_uint8, load_dataset, to_uint8
         from .generate import sample_images
+
         model, schedule, state = load_model(args.ckpt, device=args.device)
         dataset = state["config"]["dataset"]
         test = load_dataset(dataset, root=args.data_root, train=False)
         g = torch.Generator().manual_seed(args.seed)
-        idx = torch.randperm(len(test), generator=g)[:args.n_images]
+        idx = torch.randperm(len(test), generator=g)[: args.n_images]
         t0 = time.perf_counter()
-        res = nll_bits_per_dim(model, schedule, test.images[idx], num_timesteps=args.timesteps or None,
-                               seed=args.seed, progress=True)
-        print(f"NLL bound on {res['n_images']} {dataset} test images: {res['bpd']:.3f} +- {res['stderr']:.3f} "
-              f"bits/dim ({res['method']}; {time.perf_counter() - t0:.0f} s)")
+        res = nll_bits_per_dim(
+            model, schedule, test.images[idx], num_timesteps=args.timesteps or None, seed=args.seed, progress=True
+        )
+        print(
+            f"NLL bound on {res['n_images']} {dataset} test images: {res['bpd']:.3f} +- {res['stderr']:.3f} "
+            f"bits/dim ({res['method']}; {time.perf_counter() - t0:.0f} s)"
+        )
         if dataset == "mnist":
-            x = sample_images(model, schedule, args.n_samples, DATASET_SHAPES[dataset], ddim_steps=args.ddim_steps or None,
-                              seed=args.seed, progress=True)
+            x = sample_images(
+                model,
+                schedule,
+                args.n_samples,
+                DATASET_SHAPES[dataset],
+                ddim_steps=args.ddim_steps or None,
+                seed=args.seed,
+                progress=True,
+            )
             x = from_uint8(to_uint8(x))  # generated images are stored as 8-bit images, as the real ones
-            clf, info = load_or_train_classifier(cache_dir=args.cache_dir, root=args.data_root, device=args.device,
-                                                 progress=True)
+            clf, info = load_or_train_classifier(
+                cache_dir=args.cache_dir, root=args.data_root, device=args.device, progress=True
+            )
             print(f"classifier: {info['test_accuracy']:.4f} test accuracy ({info['path']})")
             print(format_quality(mnist_sample_quality(x, clf, root=args.data_root, seed=args.seed)))
         return 0

@@ -36,8 +36,18 @@ def _check_ddim_steps(ddim_steps: int | None, T: int) -> int | None:
 
 
 @torch.no_grad()
-def sample_images(model, schedule: Schedule, n: int, image_shape, ddim_steps: int | None = 50, eta: float = 0.0,
-                  seed: int = 0, device=None, batch_size: int = 256, progress: bool = False) -> torch.Tensor:
+def sample_images(
+    model,
+    schedule: Schedule,
+    n: int,
+    image_shape,
+    ddim_steps: int | None = 50,
+    eta: float = 0.0,
+    seed: int = 0,
+    device=None,
+    batch_size: int = 256,
+    progress: bool = False,
+) -> torch.Tensor:
     """Draw ``n`` images from an eps-model; returns a float32 CPU tensor (n, C, H, W) in [-1, 1].
 
     ``ddim_steps``: DDIM (:func:`edudiff.ddim_sample`) with that many steps and ``eta``; None =
@@ -53,18 +63,36 @@ def sample_images(model, schedule: Schedule, n: int, image_shape, ddim_steps: in
     for start in range(0, n, batch_size):
         shape = (min(batch_size, n - start), *tuple(image_shape))
         if ddim_steps is not None:
-            x = ddim_sample(schedule, model, shape, ddim_steps=ddim_steps, eta=eta, clip_x0=True,
-                            generator=gen, device=device, progress=progress)
+            x = ddim_sample(
+                schedule,
+                model,
+                shape,
+                ddim_steps=ddim_steps,
+                eta=eta,
+                clip_x0=True,
+                generator=gen,
+                device=device,
+                progress=progress,
+            )
         else:
-            x = sample(schedule, model, shape, var_type="beta", clip_x0=True, generator=gen, device=device,
-                       progress=progress)
+            x = sample(
+                schedule, model, shape, var_type="beta", clip_x0=True, generator=gen, device=device, progress=progress
+            )
         outs.append(x.float().clamp(-1, 1).cpu())
     return torch.cat(outs)
 
 
 @torch.no_grad()
-def denoising_strip(model, schedule: Schedule, image_shape, n: int = 4, num_frames: int = 8,
-                    ddim_steps: int | None = None, seed: int = 0, device=None) -> tuple[torch.Tensor, list[int]]:
+def denoising_strip(
+    model,
+    schedule: Schedule,
+    image_shape,
+    n: int = 4,
+    num_frames: int = 8,
+    ddim_steps: int | None = None,
+    seed: int = 0,
+    device=None,
+) -> tuple[torch.Tensor, list[int]]:
     """The reverse process x_T -> x_0 caught at ``num_frames`` moments, for ``n`` images.
 
     Runs Algorithm 2 (``ddim_steps=None``, all T steps) or DDIM with ``ddim_steps`` steps, with
@@ -78,11 +106,20 @@ def denoising_strip(model, schedule: Schedule, image_shape, n: int = 4, num_fram
     gen = torch.Generator(device=device).manual_seed(int(seed))
     shape = (n, *tuple(image_shape))
     if ddim_steps is not None:
-        _, traj = ddim_sample(schedule, model, shape, ddim_steps=ddim_steps, clip_x0=True, generator=gen,
-                              device=device, return_trajectory=True)
+        _, traj = ddim_sample(
+            schedule,
+            model,
+            shape,
+            ddim_steps=ddim_steps,
+            clip_x0=True,
+            generator=gen,
+            device=device,
+            return_trajectory=True,
+        )
     else:
-        _, traj = sample(schedule, model, shape, var_type="beta", clip_x0=True, generator=gen, device=device,
-                         return_trajectory=True)
+        _, traj = sample(
+            schedule, model, shape, var_type="beta", clip_x0=True, generator=gen, device=device, return_trajectory=True
+        )
     available = sorted(traj, reverse=True)  # T, ..., 0
     picks = np.linspace(0, len(available) - 1, num_frames).round().astype(int)
     ts = [available[k] for k in picks]
@@ -97,8 +134,9 @@ def sample_parser(prog: str = "python -m edudiff sample") -> argparse.ArgumentPa
     p = argparse.ArgumentParser(prog=prog, description="Draw images from a training checkpoint and save a PNG grid.")
     p.add_argument("--ckpt", required=True, help="checkpoint file, e.g. runs/mnist/last.pt")
     p.add_argument("--n", type=int, default=64, help="number of images (default 64)")
-    p.add_argument("--ddim-steps", type=int, default=50,
-                   help="DDIM steps (default 50); 0 = Algorithm 2 with all T steps")
+    p.add_argument(
+        "--ddim-steps", type=int, default=50, help="DDIM steps (default 50); 0 = Algorithm 2 with all T steps"
+    )
     p.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0 = deterministic)")
     p.add_argument("--out", default="samples.png", help="PNG file to write (default samples.png)")
     p.add_argument("--nrow", type=int, help="images per row (default: about sqrt(n))")
@@ -121,13 +159,16 @@ def main_sample(argv: list[str], prog: str = "python -m edudiff sample") -> int:
     ddim_steps = args.ddim_steps or None  # 0 on the command line = Algorithm 2
     shape = (model.config.in_channels, *DATASET_SHAPES[dataset_key(state["config"].get("dataset", "mnist"))][1:])
     t0 = time.perf_counter()
-    x = sample_images(model, schedule, args.n, shape, ddim_steps=ddim_steps, eta=args.eta, seed=args.seed,
-                      progress=True)
+    x = sample_images(
+        model, schedule, args.n, shape, ddim_steps=ddim_steps, eta=args.eta, seed=args.seed, progress=True
+    )
     path = save_image_grid(x, args.out, nrow=args.nrow or max(1, int(round(math.sqrt(args.n)))))
     if args.save_tensor:
         Path(args.save_tensor).parent.mkdir(parents=True, exist_ok=True)
         torch.save(x, args.save_tensor)
     how = f"DDIM, {ddim_steps} steps" if ddim_steps else f"Algorithm 2, {schedule.T} steps"
-    print(f"wrote {args.n} samples ({how}, {'EMA' if not args.no_ema else 'raw'} weights of step "
-          f"{state.get('step')}) to {path} in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"wrote {args.n} samples ({how}, {'EMA' if not args.no_ema else 'raw'} weights of step "
+        f"{state.get('step')}) to {path} in {time.perf_counter() - t0:.1f} s"
+    )
     return 0

@@ -33,8 +33,9 @@ def make_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2, pad_value: 
     pixels = to_uint8(images.detach().float().cpu().nan_to_num(0.0))
     ncol, nrows = min(nrow, batch), math.ceil(batch / nrow)
     fill = int(round((pad_value + 1.0) * 127.5))
-    grid = np.full((channels, nrows * (height + padding) + padding, ncol * (width + padding) + padding), fill,
-                   dtype=np.uint8)
+    grid = np.full(
+        (channels, nrows * (height + padding) + padding, ncol * (width + padding) + padding), fill, dtype=np.uint8
+    )
     for k in range(batch):
         row, col = divmod(k, nrow)
         top, left = padding + row * (height + padding), padding + col * (width + padding)
@@ -55,8 +56,12 @@ def write_png(path: str | os.PathLike, array: np.ndarray) -> Path:
     color_type = 0 if a.ndim == 2 else 2
     raw = b"".join(b"\x00" + a[row].tobytes() for row in range(height))  # filter type 0 per scanline
     header = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
-    png = (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(raw, 6))
-           + _png_chunk(b"IEND", b""))
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(raw, 6))
+        + _png_chunk(b"IEND", b"")
+    )
     return atomic_write(path, png, fsync=False)
 
 

@@ -25,14 +25,58 @@ __all__ = ["MODES", "RECIPES", "choose_mode", "recipe"]
 
 MODES = ("fast", "cpu", "gpu")
 
-_MNIST_FAST = dict(preset="mnist_tiny", steps=200, batch_size=32, lr=1e-3, warmup=20, ema_decay=0.99,
-                   ckpt_every=100, sample_every=0, log_every=10, n_samples=16, ddim_steps=20)
-_MNIST_FULL = dict(preset="mnist_small", steps=30_000, batch_size=128, lr=2e-4, warmup=1000, ema_decay=0.9995,
-                   ckpt_every=2000, sample_every=2000, log_every=50, n_samples=64, ddim_steps=50)
-_CIFAR10_FAST = dict(preset="cifar10_tiny", steps=150, batch_size=32, lr=1e-3, warmup=20, ema_decay=0.99,
-                     ckpt_every=100, sample_every=0, log_every=10, n_samples=16, ddim_steps=20)
-_CIFAR10_FULL = dict(preset="ddpm_cifar10", steps=800_000, batch_size=128, lr=2e-4, warmup=5000, ema_decay=0.9999,
-                     ckpt_every=5000, sample_every=10_000, log_every=100, n_samples=64, ddim_steps=50)
+_MNIST_FAST = dict(
+    preset="mnist_tiny",
+    steps=200,
+    batch_size=32,
+    lr=1e-3,
+    warmup=20,
+    ema_decay=0.99,
+    ckpt_every=100,
+    sample_every=0,
+    log_every=10,
+    n_samples=16,
+    ddim_steps=20,
+)
+_MNIST_FULL = dict(
+    preset="mnist_small",
+    steps=30_000,
+    batch_size=128,
+    lr=2e-4,
+    warmup=1000,
+    ema_decay=0.9995,
+    ckpt_every=2000,
+    sample_every=2000,
+    log_every=50,
+    n_samples=64,
+    ddim_steps=50,
+)
+_CIFAR10_FAST = dict(
+    preset="cifar10_tiny",
+    steps=150,
+    batch_size=32,
+    lr=1e-3,
+    warmup=20,
+    ema_decay=0.99,
+    ckpt_every=100,
+    sample_every=0,
+    log_every=10,
+    n_samples=16,
+    ddim_steps=20,
+)
+_CIFAR10_FULL = dict(
+    preset="ddpm_cifar10",
+    steps=800_000,
+    batch_size=128,
+    lr=2e-4,
+    warmup=5000,
+    ema_decay=0.9999,
+    ckpt_every=5000,
+    sample_every=10_000,
+    log_every=100,
+    n_samples=64,
+    ddim_steps=50,
+)
 
 #: TrainConfig fields by (dataset, mode). FashionMNIST uses MNIST's rows.
 RECIPES: dict[tuple[str, str], dict] = {

@@ -1,8 +1,9 @@
 r"""The reverse process :math:`p_\theta(x_{t-1}|x_t)`: the model call, the two fixed variances, the step's
 mean and variance.
 
-* reverse step (eq. 1, 11): :math:`p_\theta(x_{t-1}|x_t) = \mathcal N(\mu_\theta(x_t,t), \sigma_t^2 I)`,
-  :math:`\mu_\theta = \frac{1}{\sqrt{\alpha_t}}\big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\epsilon_\theta(x_t,t)\big)`
+* reverse step (eq. 1, 11): :math:`p_\theta(x_{t-1}|x_t) = \mathcal N(\mu_\theta(x_t,t), \sigma_t^2 I)` with
+  :math:`\mu_\theta = \frac{1}{\sqrt{\alpha_t}}\big(x_t
+  - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\epsilon_\theta(x_t,t)\big)`
 * the two fixed variances of sec. 3.2: ``var_type="beta"`` (:math:`\sigma_t^2=\beta_t`, optimal when
   x_0 ~ N(0, I)) and ``var_type="beta_tilde"`` (:math:`\sigma_t^2=\tilde\beta_t`, optimal when x_0 is
   one fixed point). improved-diffusion calls them "fixedlarge" and "fixedsmall"; both names work.

@@ -10,6 +10,7 @@ A model is any callable ``model(x_t, t) -> eps_hat`` with x_t (B, ...) and t a L
 
 Taught in: notebooks/05_l_simple.ipynb (Algorithm 2) and notebooks/06_unet_mnist.ipynb (DDIM).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,12 +25,26 @@ from .reverse import VAR_TYPES, call_model, check_var_type, eval_mode, p_mean_va
 from .schedules import Schedule
 from .utils import model_device, progress_bar
 
-__all__ = ["p_mean_variance", "p_sample", "sample", "ddim_timesteps", "ddim_sample", "DDPMScheduler",
-           "VAR_TYPES"]  # p_mean_variance and VAR_TYPES live in edudiff.reverse; re-exported here
+__all__ = [
+    "p_mean_variance",
+    "p_sample",
+    "sample",
+    "ddim_timesteps",
+    "ddim_sample",
+    "DDPMScheduler",
+    "VAR_TYPES",
+]  # p_mean_variance and VAR_TYPES live in edudiff.reverse; re-exported here
 
 
-def p_sample(schedule: Schedule, model, xt: torch.Tensor, t, var_type: str = "beta", clip_x0: bool = False,
-             generator: torch.Generator | None = None) -> torch.Tensor:
+def p_sample(
+    schedule: Schedule,
+    model,
+    xt: torch.Tensor,
+    t,
+    var_type: str = "beta",
+    clip_x0: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     r"""One reverse step (Algorithm 2, line 4): :math:`x_{t-1} = \mu_\theta(x_t,t) + \sigma_t z`,
     with z ~ N(0, I) where t > 1 and z = 0 where t = 1. Returns x_{t-1}, shape (B, ...)."""
     t = schedule.check_t(t, batch=xt.shape[0], device=xt.device)
@@ -56,10 +71,20 @@ def _initial_noise(shape, x_T, generator, device, dtype) -> torch.Tensor:
 
 
 @torch.no_grad()
-def sample(schedule: Schedule, model, shape=None, var_type: str = "beta", clip_x0: bool = False,
-           generator: torch.Generator | None = None, device=None, dtype=torch.float32,
-           x_T: torch.Tensor | None = None, return_trajectory: bool = False, trajectory_stride: int = 1,
-           progress: bool = False):
+def sample(
+    schedule: Schedule,
+    model,
+    shape=None,
+    var_type: str = "beta",
+    clip_x0: bool = False,
+    generator: torch.Generator | None = None,
+    device=None,
+    dtype=torch.float32,
+    x_T: torch.Tensor | None = None,
+    return_trajectory: bool = False,
+    trajectory_stride: int = 1,
+    progress: bool = False,
+):
     r"""Algorithm 2 (ancestral sampling): x_T ~ N(0, I); for t = T..1, x_{t-1} = mu_theta + sigma_t z.
 
     Args:
@@ -95,14 +120,26 @@ def ddim_timesteps(T: int, ddim_steps: int) -> list[int]:
 
 
 @torch.no_grad()
-def ddim_sample(schedule: Schedule, model, shape=None, ddim_steps: int = 50, eta: float = 0.0,
-                clip_x0: bool = False, generator: torch.Generator | None = None, device=None,
-                dtype=torch.float32, x_T: torch.Tensor | None = None, return_trajectory: bool = False,
-                progress: bool = False):
+def ddim_sample(
+    schedule: Schedule,
+    model,
+    shape=None,
+    ddim_steps: int = 50,
+    eta: float = 0.0,
+    clip_x0: bool = False,
+    generator: torch.Generator | None = None,
+    device=None,
+    dtype=torch.float32,
+    x_T: torch.Tensor | None = None,
+    return_trajectory: bool = False,
+    progress: bool = False,
+):
     r"""DDIM sampling (Song, Meng & Ermon 2021, eq. 12) over a sub-sequence of ``ddim_steps`` timesteps:
 
-    :math:`x_{\tau'} = \sqrt{\bar\alpha_{\tau'}}\hat x_0 + \sqrt{1-\bar\alpha_{\tau'}-\sigma^2}\,\epsilon_\theta + \sigma z`,
-    :math:`\sigma = \eta\sqrt{\frac{1-\bar\alpha_{\tau'}}{1-\bar\alpha_\tau}}\sqrt{1-\frac{\bar\alpha_\tau}{\bar\alpha_{\tau'}}}`,
+    :math:`x_{\tau'} = \sqrt{\bar\alpha_{\tau'}}\hat x_0
+    + \sqrt{1-\bar\alpha_{\tau'}-\sigma^2}\,\epsilon_\theta + \sigma z`,
+    :math:`\sigma = \eta\sqrt{\frac{1-\bar\alpha_{\tau'}}{1-\bar\alpha_\tau}}
+    \sqrt{1-\frac{\bar\alpha_\tau}{\bar\alpha_{\tau'}}}`,
 
     where tau' is the next lower step (0 after the last, alpha_bar_0 = 1). ``eta=0`` is deterministic;
     ``eta=1`` with ``ddim_steps=T`` is Algorithm 2 with sigma_t^2 = beta-tilde_t.
@@ -128,7 +165,7 @@ def ddim_sample(schedule: Schedule, model, shape=None, ddim_steps: int = 50, eta
                 eps = predict_eps_from_x0(schedule, x, tt, x0)
             a_t, a_prev = float(ab[t]), float(ab[prev])
             sigma = float(eta) * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)) ** 0.5
-            x = a_prev ** 0.5 * x0 + max(1 - a_prev - sigma ** 2, 0.0) ** 0.5 * eps
+            x = a_prev**0.5 * x0 + max(1 - a_prev - sigma**2, 0.0) ** 0.5 * eps
             if prev > 0 and sigma > 0:
                 x = x + sigma * randn_like(x, generator)
             if return_trajectory:
@@ -139,6 +176,7 @@ def ddim_sample(schedule: Schedule, model, shape=None, ddim_steps: int = 50, eta
 @dataclass
 class SchedulerOutput:
     """What :meth:`DDPMScheduler.step` returns (named as in diffusers)."""
+
     prev_sample: torch.Tensor
     pred_original_sample: torch.Tensor
 
@@ -172,10 +210,12 @@ class DDPMScheduler:
         """q_sample: sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) noise (``noise`` is eps, named as in diffusers)."""
         return q_sample(self.schedule, original_samples, timesteps, eps=noise)
 
-    def step(self, model_output: torch.Tensor, timestep, sample: torch.Tensor,
-             generator: torch.Generator | None = None) -> SchedulerOutput:
+    def step(
+        self, model_output: torch.Tensor, timestep, sample: torch.Tensor, generator: torch.Generator | None = None
+    ) -> SchedulerOutput:
         """One step of Algorithm 2 given the model's eps prediction ``model_output`` at ``timestep``."""
         t = self.schedule.check_t(timestep, batch=sample.shape[0], device=sample.device)
-        out = p_mean_variance(self.schedule, None, sample, t, var_type=self.variance_type,
-                              clip_x0=self.clip_sample, eps=model_output)
+        out = p_mean_variance(
+            self.schedule, None, sample, t, var_type=self.variance_type, clip_x0=self.clip_sample, eps=model_output
+        )
         return SchedulerOutput(prev_sample=_draw(out, t, sample, generator), pred_original_sample=out["pred_x0"])

@@ -1,4 +1,27 @@
-"""Training a DDPM on images -- the names the notebooks import, gathered in one place.
+r"""Training a DDPM on images: Algorithm 1 at scale, shared by the notebooks and the command line.
+
+This module gathers the names the notebooks import. :func:`train` runs a :class:`Trainer` (the loop in
+small named steps, after improved-diffusion's ``TrainLoop``: ``run_loop``, ``run_step``,
+``forward_backward``, ``save``):
+
+* **Algorithm 1** (Ho et al. 2020): x_0 from the data, t ~ U{1..T}, eps ~ N(0, I), gradient step on
+  :math:`\|\epsilon - \epsilon_\theta(\sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\epsilon, t)\|^2`
+  (eq. 14) -- the loss is :func:`edudiff.loss_simple`.
+* The paper's recipe (Appendix B): Adam(W) at lr 2e-4 with a linear warm-up, gradient-norm clipping at 1,
+  an exponential moving average (EMA) of the weights used for sampling, random horizontal flips on
+  CIFAR-10, T = 1000, betas linear 1e-4 .. 0.02 (the recipes: :mod:`edudiff.recipes`).
+* Speed: bf16 autocast (on CUDA by default; ``bf16=True`` on the CPU too), channels-last memory format
+  (on CUDA by default), optional ``torch.compile``.
+* Progress: a ``tqdm.auto`` bar with the loss and an ETA; periodic sample grids (PNG) from the EMA
+  model; a ``log.jsonl`` of the loss; periodic **atomic checkpoints** (:mod:`edudiff.checkpoint`).
+* **Resuming is exact**: everything random is a function of saved state. The data order of epoch e is
+  a permutation drawn from a generator seeded by (seed, e), so the batch of step s is known from s;
+  t, eps and the flips come from a dedicated generator whose state is saved; dropout uses the torch
+  global generator, whose state is saved too (per process). On CPU, training N steps straight and
+  training N/2, stopping (Ctrl-C, a killed process, a time budget), and resuming to N give
+  bit-identical weights. Ctrl-C (SIGINT) or SIGTERM finishes the current step, saves ``last.pt`` and
+  raises :class:`TrainingInterrupted`; ``minutes`` stops the same way but returns normally.
+* **Several GPUs**: see :mod:`edudiff.distributed`.
 
 The pieces live in their own modules: :mod:`edudiff.train_config` (:class:`TrainConfig`),
 :mod:`edudiff.recipes` (the recommended settings), :mod:`edudiff.trainer` (:func:`train`, the loop),
@@ -29,10 +52,27 @@ from .trainer import Trainer, train
 from .unet import PRESETS
 
 __all__ = [
-    "TrainConfig", "TrainResult", "TrainState", "TrainingInterrupted", "Trainer", "PRESETS", "DATASET_SHAPES",
-    "train", "build_model", "unet_config_for", "load_model", "sample_images", "denoising_strip",
-    "make_grid", "write_png", "save_image_grid", "show_images", "plot_denoising_strip",
-    "ema_update", "epoch_permutation", "main",
+    "TrainConfig",
+    "TrainResult",
+    "TrainState",
+    "TrainingInterrupted",
+    "Trainer",
+    "PRESETS",
+    "DATASET_SHAPES",
+    "train",
+    "build_model",
+    "unet_config_for",
+    "load_model",
+    "sample_images",
+    "denoising_strip",
+    "make_grid",
+    "write_png",
+    "save_image_grid",
+    "show_images",
+    "plot_denoising_strip",
+    "ema_update",
+    "epoch_permutation",
+    "main",
 ]
 
 if __name__ == "__main__":

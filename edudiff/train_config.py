@@ -17,8 +17,11 @@ from .recipes import choose_mode, recipe
 __all__ = ["TrainConfig", "unet_config_for", "build_model"]
 
 # Presets to suggest when a preset does not fit the dataset's images.
-_SUGGESTED_PRESETS = {"mnist": "mnist_small or mnist_tiny", "fashion_mnist": "mnist_small or mnist_tiny",
-                      "cifar10": "ddpm_cifar10 or cifar10_tiny"}
+_SUGGESTED_PRESETS = {
+    "mnist": "mnist_small or mnist_tiny",
+    "fashion_mnist": "mnist_small or mnist_tiny",
+    "cifar10": "ddpm_cifar10 or cifar10_tiny",
+}
 
 
 @dataclass
@@ -111,8 +114,10 @@ class TrainConfig:
         if self.ddim_steps is not None:
             check_positive_int(self.ddim_steps, "ddim_steps", fix="(use None for Algorithm 2 with all T steps)")
             if self.ddim_steps > self.T:
-                raise ValueError(f"ddim_steps={self.ddim_steps} exceeds T={self.T}; use at most T "
-                                 f"(or None for Algorithm 2 with all T steps)")
+                raise ValueError(
+                    f"ddim_steps={self.ddim_steps} exceeds T={self.T}; use at most T "
+                    f"(or None for Algorithm 2 with all T steps)"
+                )
         if self.unet is not None and not isinstance(self.unet, dict):
             raise ValueError(f"unet must be a dict of UNetConfig fields or None, got {type(self.unet).__name__}")
         unet_config_for(self)  # checks the preset against the dataset
@@ -128,7 +133,9 @@ class TrainConfig:
         if not float(self.weight_decay) >= 0.0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if self.minutes is not None and not (isinstance(self.minutes, (int, float)) and self.minutes > 0):
-            raise ValueError(f"minutes must be a positive number (a training-time budget) or None, got {self.minutes!r}")
+            raise ValueError(
+                f"minutes must be a positive number (a training-time budget) or None, got {self.minutes!r}"
+            )
 
     @property
     def use_hflip(self) -> bool:
@@ -162,11 +169,15 @@ def unet_config_for(config: TrainConfig) -> unet.UNetConfig:
     channels, height, width = DATASET_SHAPES[key]
     fix = f"pick a preset for it (e.g. --preset {_SUGGESTED_PRESETS[key]})"
     if unet_config.in_channels != channels or unet_config.out_channels != channels:
-        raise ValueError(f"preset {config.preset!r} expects {unet_config.in_channels}-channel images but dataset "
-                         f"{config.dataset!r} has {channels} channels; {fix}")
+        raise ValueError(
+            f"preset {config.preset!r} expects {unet_config.in_channels}-channel images but dataset "
+            f"{config.dataset!r} has {channels} channels; {fix}"
+        )
     if height % unet_config.divisor or width % unet_config.divisor:
-        raise ValueError(f"preset {config.preset!r} needs sizes divisible by {unet_config.divisor}, but dataset "
-                         f"{config.dataset!r} has {height}x{width} images; {fix}")
+        raise ValueError(
+            f"preset {config.preset!r} needs sizes divisible by {unet_config.divisor}, but dataset "
+            f"{config.dataset!r} has {height}x{width} images; {fix}"
+        )
     return unet_config
 
 

@@ -9,20 +9,35 @@ from __future__ import annotations
 import hashlib
 import json
 import signal
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .data import DATASET_SHAPES, load_dataset
 from .schedules import Schedule
 from .unet import UNetConfig
 from .utils import atomic_write, progress_bar
 
-__all__ = ["SEED_MODEL_INIT", "SEED_NOISE", "SEED_DROPOUT", "SEED_DATA_ORDER", "derive_seed", "epoch_permutation",
-           "ema_update", "ema_decay_at", "TrainingInterrupted", "stop_on_signals", "TrainState", "TrainResult",
-           "TrainProgress", "budget_ends_first", "trim_log"]
+__all__ = [
+    "SEED_MODEL_INIT",
+    "SEED_NOISE",
+    "SEED_DROPOUT",
+    "SEED_DATA_ORDER",
+    "derive_seed",
+    "epoch_permutation",
+    "ema_update",
+    "ema_decay_at",
+    "TrainingInterrupted",
+    "stop_on_signals",
+    "TrainState",
+    "TrainResult",
+    "TrainProgress",
+    "budget_ends_first",
+    "trim_log",
+]
 
 # Each random stream of a run has its own seed, derived from (config.seed, stream, ...) by derive_seed.
 SEED_MODEL_INIT = 0x1217  # the initial weights
@@ -161,8 +176,12 @@ class TrainProgress:
         if self.bar is None:
             return
         done = step - self.first_step
-        if self.budget is not None and not self.by_time and done >= 3 \
-                and budget_ends_first(self.steps - step, seconds / done, self.budget - seconds):
+        if (
+            self.budget is not None
+            and not self.by_time
+            and done >= 3
+            and budget_ends_first(self.steps - step, seconds / done, self.budget - seconds)
+        ):
             self.by_time = True
             self.bar.reset(total=round(self.budget))
             self.bar.unit = "s"
@@ -175,6 +194,49 @@ class TrainProgress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def load_training_images(config, dist, device: torch.device, dataset=None) -> torch.Tensor:
+    """The training images (N, C, H, W) in [-1, 1] of a run: ``dataset`` (an ImageDataset or a tensor) or
+    ``config.dataset`` loaded (under DDP rank 0 downloads first), checked and cut to ``config.limit``."""
+    if dataset is None:
+        if dist.enabled and config.download:  # rank 0 downloads, the others wait and then read
+            from torch import distributed as torch_dist
+
+            if dist.is_main:
+                load_dataset(config.dataset, root=config.data_root, train=True, download=True)
+            torch_dist.barrier()
+        dataset = load_dataset(
+            config.dataset, root=config.data_root, train=True, download=config.download and dist.is_main
+        )
+    images = dataset.images if hasattr(dataset, "images") else dataset
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or not images.is_floating_point():
+        raise ValueError("dataset must be an ImageDataset or a float tensor (N, C, H, W) in [-1, 1]")
+    if tuple(images.shape[1:]) != DATASET_SHAPES[config.dataset]:
+        raise ValueError(
+            f"dataset images have shape {tuple(images.shape[1:])}, but {config.dataset!r} "
+            f"images are {DATASET_SHAPES[config.dataset]}"
+        )
+    if config.limit is not None:
+        images = images[: config.limit]
+    global_batch = config.batch_size * dist.world
+    if images.shape[0] < global_batch:
+        raise ValueError(
+            f"only {images.shape[0]} training images (limit={config.limit}) for a global batch "
+            f"of {global_batch} (batch_size={config.batch_size} x {dist.world} processes); raise "
+            f"limit or lower batch_size"
+        )
+    return images.to(device) if device.type != "cpu" else images
+
+
+def autocast_context(device: torch.device, bf16: bool | None):
+    """bf16 autocast: None = on CUDA (where supported) only; True = also on the CPU; False = off."""
+    kind = device.type
+    if bf16 is not False and kind == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if bf16 is True and kind == "cpu":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return nullcontext()
 
 
 def trim_log(path: Path, step: int) -> None:

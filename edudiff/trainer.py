@@ -1,27 +1,7 @@
-r"""Training a DDPM on images: Algorithm 1 at scale, shared by the notebooks and the command line.
+"""The training loop: :class:`Trainer` and :func:`train` (Algorithm 1 at scale; see :mod:`edudiff.train`).
 
-:func:`train` runs a :class:`Trainer` (the loop in small named steps, after improved-diffusion's
-``TrainLoop``: :meth:`~Trainer.run_loop`, :meth:`~Trainer.run_step`, :meth:`~Trainer.forward_backward`,
-:meth:`~Trainer.save`):
-
-* **Algorithm 1** (Ho et al. 2020): x_0 from the data, t ~ U{1..T}, eps ~ N(0, I), gradient step on
-  :math:`\|\epsilon - \epsilon_\theta(\sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\epsilon, t)\|^2`
-  (eq. 14) -- the loss is :func:`edudiff.loss_simple`.
-* The paper's recipe (Appendix B): Adam(W) at lr 2e-4 with a linear warm-up, gradient-norm clipping at 1,
-  an exponential moving average (EMA) of the weights used for sampling, random horizontal flips on
-  CIFAR-10, T = 1000, betas linear 1e-4 .. 0.02 (the recipes: :mod:`edudiff.recipes`).
-* Speed: bf16 autocast (on CUDA by default; ``bf16=True`` on the CPU too), channels-last memory format
-  (on CUDA by default), optional ``torch.compile``.
-* Progress: a ``tqdm.auto`` bar with the loss and an ETA; periodic sample grids (PNG) from the EMA
-  model; a ``log.jsonl`` of the loss; periodic **atomic checkpoints** (:mod:`edudiff.checkpoint`).
-* **Resuming is exact**: everything random is a function of saved state. The data order of epoch e is
-  a permutation drawn from a generator seeded by (seed, e), so the batch of step s is known from s;
-  t, eps and the flips come from a dedicated generator whose state is saved; dropout uses the torch
-  global generator, whose state is saved too (per process). On CPU, training N steps straight and
-  training N/2, stopping (Ctrl-C, a killed process, a time budget), and resuming to N give
-  bit-identical weights. Ctrl-C (SIGINT) or SIGTERM finishes the current step, saves ``last.pt`` and
-  raises :class:`TrainingInterrupted`; ``minutes`` stops the same way but returns normally.
-* **Several GPUs**: see :mod:`edudiff.distributed`.
+The loop is cut into small named steps, after improved-diffusion's ``TrainLoop``: :meth:`Trainer.run_loop`,
+:meth:`Trainer.run_step`, :meth:`Trainer.forward_backward`, :meth:`Trainer.save`.
 
 Taught in: notebooks/06_unet_mnist.ipynb (MNIST) and notebooks/07_cifar10.ipynb (CIFAR-10).
 """
@@ -34,9 +14,7 @@ import json
 import math
 import os
 import time
-import warnings
 from collections.abc import Callable
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -44,16 +22,38 @@ from torch import nn
 
 from . import checkpoint as ckpt
 from ._validate import value_checks
-from .data import DATASET_SHAPES
-from .distributed import DistInfo, all_gather, any_rank, close_distributed, init_distributed, param_digest, pick_device
+from .distributed import (
+    DistInfo,
+    all_gather,
+    any_rank,
+    check_same_weights,
+    close_distributed,
+    init_distributed,
+    param_digest,
+    pick_device,
+)
 from .generate import sample_images
 from .imageio import save_image_grid
 from .losses import loss_simple
 from .schedules import Schedule
 from .train_config import TrainConfig, unet_config_for
-from .train_parts import (SEED_DROPOUT, SEED_MODEL_INIT, SEED_NOISE, TrainingInterrupted, TrainProgress,
-                          TrainResult, TrainState, derive_seed, ema_decay_at, ema_update, epoch_permutation,
-                          stop_on_signals, trim_log)
+from .train_parts import (
+    SEED_DROPOUT,
+    SEED_MODEL_INIT,
+    SEED_NOISE,
+    TrainingInterrupted,
+    TrainProgress,
+    TrainResult,
+    TrainState,
+    autocast_context,
+    derive_seed,
+    ema_decay_at,
+    ema_update,
+    epoch_permutation,
+    load_training_images,
+    stop_on_signals,
+    trim_log,
+)
 from .unet import UNet
 
 __all__ = ["Trainer", "train"]
@@ -62,12 +62,18 @@ __all__ = ["Trainer", "train"]
 class Trainer:
     """One training run: the set-up in ``__init__``, the loop in :meth:`run_loop`. Use :func:`train`."""
 
-    def __init__(self, config: TrainConfig, dist: DistInfo, dataset=None, progress: bool = True,
-                 callback: Callable[[TrainState], bool | None] | None = None):
+    def __init__(
+        self,
+        config: TrainConfig,
+        dist: DistInfo,
+        dataset=None,
+        progress: bool = True,
+        callback: Callable[[TrainState], bool | None] | None = None,
+    ):
         self.config, self.dist, self.callback, self.show_progress = config, dist, callback, progress
         self.device = pick_device(config.device, dist)
         self.out = Path(config.out) if config.out is not None else None
-        self.images = self._load_images(dataset)
+        self.images = load_training_images(config, dist, self.device, dataset)
         self.num_images, self.image_shape = self.images.shape[0], tuple(self.images.shape[1:])
         self.global_batch = config.batch_size * dist.world
         self.batches_per_epoch = self.num_images // self.global_batch
@@ -83,34 +89,6 @@ class Trainer:
         self._epoch_cached, self._order = -1, None
 
     # -------------------------------------------------------------------------------- set-up
-    def _load_images(self, dataset) -> torch.Tensor:
-        config, dist = self.config, self.dist
-        if dataset is None:
-            from .data import load_dataset
-
-            if dist.enabled and config.download:  # rank 0 downloads, the others wait and then read
-                from torch import distributed as torch_dist
-
-                if dist.is_main:
-                    load_dataset(config.dataset, root=config.data_root, train=True, download=True)
-                torch_dist.barrier()
-            dataset = load_dataset(config.dataset, root=config.data_root, train=True,
-                                   download=config.download and dist.is_main)
-        images = dataset.images if hasattr(dataset, "images") else dataset
-        if not isinstance(images, torch.Tensor) or images.ndim != 4 or not images.is_floating_point():
-            raise ValueError("dataset must be an ImageDataset or a float tensor (N, C, H, W) in [-1, 1]")
-        if tuple(images.shape[1:]) != DATASET_SHAPES[config.dataset]:
-            raise ValueError(f"dataset images have shape {tuple(images.shape[1:])}, but {config.dataset!r} "
-                             f"images are {DATASET_SHAPES[config.dataset]}")
-        if config.limit is not None:
-            images = images[: config.limit]
-        global_batch = config.batch_size * dist.world
-        if images.shape[0] < global_batch:
-            raise ValueError(f"only {images.shape[0]} training images (limit={config.limit}) for a global batch "
-                             f"of {global_batch} (batch_size={config.batch_size} x {dist.world} processes); raise "
-                             f"limit or lower batch_size")
-        return images.to(self.device) if self.device.type != "cpu" else images
-
     def _build_model(self) -> None:
         """Model, EMA and optimizer. The initial weights come from the seed (identical on every rank)."""
         config, device = self.config, self.device
@@ -120,8 +98,9 @@ class Trainer:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = UNet(self.unet_config).to(device=device, memory_format=self.memory_format)
         self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, betas=(0.9, 0.999), eps=1e-8,
-                                           weight_decay=config.weight_decay)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=config.weight_decay
+        )
 
     def _seed_dropout(self, seed: int) -> None:
         torch.manual_seed(seed)
@@ -145,26 +124,20 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = self.resumed_from = int(state["step"])
         self.seconds_before = float(state.get("train_seconds", 0.0))
-        self._restore_rng(state["rng"], path)
+        ckpt.restore_rng(
+            state["rng"],
+            self.noise_gen,
+            self.dist.rank,
+            self.dist.world,
+            self.device,
+            path,
+            reseed=lambda *stream: derive_seed(self.config.seed, *stream, self.step),
+        )
         self.losses = [state.get("losses", torch.zeros(0))[: self.step].float()]
-        self._say(f"resuming from {path} at step {self.step}/{self.config.steps}"
-                  + (f" (changed: {'; '.join(changed)})" if changed else ""))
-
-    def _restore_rng(self, rng: dict, path: Path) -> None:
-        seed, step, device = self.config.seed, self.step, self.device
-        if rng.get("noise_device", device.type) == device.type:
-            self.noise_gen.set_state(rng["noise"])
-        else:  # a CUDA generator's state does not fit a CPU one (and vice versa)
-            warnings.warn(f"{path} was written on {rng['noise_device']}, this run is on {device.type}: the noise "
-                          f"is re-seeded, so the result will differ from an uninterrupted run", stacklevel=3)
-            self.noise_gen.manual_seed(derive_seed(seed, SEED_NOISE, step))
-        per_rank = rng["per_rank"]
-        if len(per_rank) == self.dist.world:
-            ckpt.set_rng_state_here(per_rank[self.dist.rank], device)
-        else:
-            warnings.warn(f"{path} was written by {len(per_rank)} processes, this run has {self.dist.world}: dropout "
-                          f"masks are re-seeded, so the result will differ from an uninterrupted run", stacklevel=3)
-            torch.manual_seed(derive_seed(seed, SEED_DROPOUT, self.dist.rank, step))
+        self._say(
+            f"resuming from {path} at step {self.step}/{self.config.steps}"
+            + (f" (changed: {'; '.join(changed)})" if changed else "")
+        )
 
     def _say(self, message: str) -> None:
         if self.dist.is_main:
@@ -175,23 +148,22 @@ class Trainer:
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
-            model = DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            model = DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
         return torch.compile(model) if self.config.compile else model
-
-    def _autocast(self):
-        """bf16 autocast: None = on CUDA (where supported) only; True = also on the CPU; False = off."""
-        bf16, kind = self.config.bf16, self.device.type
-        if bf16 is not False and kind == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        if bf16 is True and kind == "cpu":
-            return torch.autocast("cpu", dtype=torch.bfloat16)
-        return nullcontext()
 
     # -------------------------------------------------------------------------------- one step
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(x0, t, eps)`` of the current step for this rank: the seeded data order, then t, eps (and flips)
         for the whole global batch from the shared generator, of which this rank keeps its rows."""
-        config, rank, world, device, batch = self.config, self.dist.rank, self.dist.world, self.device, self.global_batch
+        config, rank, world, device, batch = (
+            self.config,
+            self.dist.rank,
+            self.dist.world,
+            self.device,
+            self.global_batch,
+        )
         epoch, i = divmod(self.step, self.batches_per_epoch)
         if epoch != self._epoch_cached:
             self._order, self._epoch_cached = epoch_permutation(self.num_images, config.seed, epoch), epoch
@@ -212,7 +184,7 @@ class Trainer:
     def forward_backward(self, train_model: nn.Module, x0, t, eps) -> torch.Tensor:
         """L_simple on the batch and its gradient. On a GPU the per-call value checks are skipped (each one
         is a device sync): this batch is valid by construction (images from uint8, t from randint(1, T+1))."""
-        with self._autocast(), value_checks(self.device.type == "cpu"):
+        with autocast_context(self.device, self.config.bf16), value_checks(self.device.type == "cpu"):
             loss = loss_simple(self.schedule, train_model, x0, t=t, eps=eps)
         loss.backward()
         return loss
@@ -250,7 +222,8 @@ class Trainer:
             raise FloatingPointError(
                 f"the loss became {float(values[~torch.isfinite(values)][0])} at step {bad}: training diverged. "
                 f"Fix: lower lr (now {config.lr}), keep grad_clip > 0 (now {config.grad_clip}), and restart "
-                f"or resume from an earlier checkpoint" + (f" in {self.out}" if self.out else ""))
+                f"or resume from an earlier checkpoint" + (f" in {self.out}" if self.out else "")
+            )
         return values
 
     def save(self) -> Path | None:
@@ -261,16 +234,32 @@ class Trainer:
         digests = all_gather(param_digest(self.model), self.dist) if self.dist.enabled else None
         if not (self.dist.is_main and self.out is not None):
             return None
-        data_order = {"seed": self.config.seed, "epoch": self.step // self.batches_per_epoch,
-                      "batch_in_epoch": self.step % self.batches_per_epoch, "num_images": self.num_images,
-                      "global_batch": self.global_batch, "world_size": self.dist.world}
+        data_order = {
+            "seed": self.config.seed,
+            "epoch": self.step // self.batches_per_epoch,
+            "batch_in_epoch": self.step % self.batches_per_epoch,
+            "num_images": self.num_images,
+            "global_batch": self.global_batch,
+            "world_size": self.dist.world,
+        }
         state = ckpt.training_state(
-            step=self.step, model=self.model, ema=self.ema, optimizer=self.optimizer, schedule=self.schedule,
-            config=self.config.to_dict(), unet_config=self.unet_config,
-            rng={"noise": self.noise_gen.get_state(), "noise_device": self.device.type, "per_rank": per_rank,
-                 "data_order": data_order},
+            step=self.step,
+            model=self.model,
+            ema=self.ema,
+            optimizer=self.optimizer,
+            schedule=self.schedule,
+            config=self.config.to_dict(),
+            unet_config=self.unet_config,
+            rng={
+                "noise": self.noise_gen.get_state(),
+                "noise_device": self.device.type,
+                "per_rank": per_rank,
+                "data_order": data_order,
+            },
             losses=torch.cat(self.losses) if self.losses else torch.zeros(0),
-            train_seconds=self.seconds_before + self.train_seconds, ddp_param_digests=digests)
+            train_seconds=self.seconds_before + self.train_seconds,
+            ddp_param_digests=digests,
+        )
         path = ckpt.save_checkpoint(self.out / "last.pt", state)
         if self.config.snapshot_every and self.step % self.config.snapshot_every == 0:
             ckpt.save_checkpoint(self.out / f"ckpt_{self.step:08d}.pt", state)
@@ -280,10 +269,24 @@ class Trainer:
     def save_samples(self) -> None:
         """A grid of ``n_samples`` images from the EMA model, ``<out>/samples/step_<step>.png``."""
         config = self.config
-        images = sample_images(self.ema, self.schedule, config.n_samples, self.image_shape,
-                               ddim_steps=config.ddim_steps, seed=config.seed, device=self.device)
-        save_image_grid(images, self.out / "samples" / f"step_{self.step:08d}.png",
-                        nrow=max(1, int(round(math.sqrt(config.n_samples)))))
+        images = sample_images(
+            self.ema,
+            self.schedule,
+            config.n_samples,
+            self.image_shape,
+            ddim_steps=config.ddim_steps,
+            seed=config.seed,
+            device=self.device,
+        )
+        save_image_grid(
+            images,
+            self.out / "samples" / f"step_{self.step:08d}.png",
+            nrow=max(1, int(round(math.sqrt(config.n_samples)))),
+        )
+
+    def _checkpoint_due(self) -> bool:
+        every = self.config.ckpt_every  # the last step always saves, after the loop
+        return bool(every) and self.step % every == 0 and self.step < self.config.steps
 
     def _samples_due(self, final: bool = False) -> bool:
         every = self.config.sample_every
@@ -302,8 +305,17 @@ class Trainer:
         mean = float(values.mean())
         progress.set_postfix(loss=f"{mean:.4f}", lr=f"{lr:.2e}")
         if log_file is not None and self.config.log_every:
-            log_file.write(json.dumps({"step": self.step, "loss": mean, "lr": lr,
-                                       "images_per_sec": self.images_done / max(self.train_seconds, 1e-9)}) + "\n")
+            log_file.write(
+                json.dumps(
+                    {
+                        "step": self.step,
+                        "loss": mean,
+                        "lr": lr,
+                        "images_per_sec": self.images_done / max(self.train_seconds, 1e-9),
+                    }
+                )
+                + "\n"
+            )
             log_file.flush()
 
     def _stop_requested(self, signals: dict, loss: torch.Tensor) -> str | None:
@@ -311,8 +323,17 @@ class Trainer:
         reason = None
         if self.callback is not None:
             self.flush_losses()
-            state = TrainState(self.step, self.model, self.ema, self.schedule, self.config, loss.detach(),
-                               self.train_seconds, self.dist.rank, self.dist.world)
+            state = TrainState(
+                self.step,
+                self.model,
+                self.ema,
+                self.schedule,
+                self.config,
+                loss.detach(),
+                self.train_seconds,
+                self.dist.rank,
+                self.dist.world,
+            )
             reason = "callback" if self.callback(state) else None
         if self.config.minutes is not None and self.train_seconds >= 60.0 * self.config.minutes:
             reason = reason or "time budget"
@@ -330,8 +351,12 @@ class Trainer:
             ckpt.remove_stale_temp_files(self.out)
             trim_log(self.out / "log.jsonl", self.step)
         train_model = self._training_model()
-        progress = TrainProgress(self.show_progress and self.dist.is_main and self.step < config.steps, config,
-                                 self.step, desc=f"training {config.preset} on {config.dataset}")
+        progress = TrainProgress(
+            self.show_progress and self.dist.is_main and self.step < config.steps,
+            config,
+            self.step,
+            desc=f"training {config.preset} on {config.dataset}",
+        )
         log_file = open(self.out / "log.jsonl", "a") if (self.dist.is_main and self.out is not None) else None  # noqa: SIM115
         self.model.train()
         try:
@@ -341,8 +366,7 @@ class Trainer:
                     self._log(log_file, progress, lr)
                     progress.update(self.step, self.train_seconds)
                     reason = self._stop_requested(signals, loss)
-                    if config.ckpt_every and self.step % config.ckpt_every == 0 and self.step < config.steps \
-                            and reason is None:
+                    if reason is None and self._checkpoint_due():
                         self.save()
                     if self._samples_due():
                         self.save_samples()
@@ -361,39 +385,43 @@ class Trainer:
     def _stop(self, reason: str, signals: dict) -> None:
         self.save()
         self.stop_reason = reason
+        where = f"; saved {self.last_checkpoint}, continue with resume=True / --resume" if self.last_checkpoint else ""
         if signals["stop"]:
-            where = f"; saved {self.last_checkpoint}, continue with resume=True / --resume" if self.last_checkpoint else ""
-            raise TrainingInterrupted(f"training stopped by {signals['stop']} at step {self.step}{where}", self.step,
-                                      self.last_checkpoint)
+            message = f"training stopped by {signals['stop']} at step {self.step}{where}"
+            raise TrainingInterrupted(message, self.step, self.last_checkpoint)
         if reason == "time budget":
-            self._say(f"time budget of {self.config.minutes} min spent at step {self.step}/{self.config.steps}"
-                      + (f"; saved {self.last_checkpoint}, continue with resume=True / --resume"
-                         if self.last_checkpoint else ""))
+            self._say(f"time budget of {self.config.minutes} min spent at step {self.step}/{self.config.steps}{where}")
 
     def _result(self) -> TrainResult:
-        digests = None
-        if self.dist.enabled:
-            from torch import distributed as torch_dist
-
-            digests = all_gather(param_digest(self.model), self.dist)
-            if len(set(digests)) == 1:
-                self._say(f"DDP: all {self.dist.world} processes hold identical weights")
-            elif self.dist.is_main:
-                warnings.warn(f"DDP: the processes' weights differ (digests {digests})", stacklevel=2)
-            torch_dist.barrier()
+        digests = check_same_weights(self.model, self.dist)
         seconds = self.train_seconds
         return TrainResult(
-            model=self.model, ema=self.ema, schedule=self.schedule, config=self.config, unet_config=self.unet_config,
-            step=self.step, losses=torch.cat(self.losses) if self.losses else torch.zeros(0), out=self.out,
-            checkpoint=self.last_checkpoint, train_seconds=seconds,
+            model=self.model,
+            ema=self.ema,
+            schedule=self.schedule,
+            config=self.config,
+            unet_config=self.unet_config,
+            step=self.step,
+            losses=torch.cat(self.losses) if self.losses else torch.zeros(0),
+            out=self.out,
+            checkpoint=self.last_checkpoint,
+            train_seconds=seconds,
             images_per_sec=self.images_done / seconds if seconds > 0 else float("nan"),
-            resumed_from=self.resumed_from, stopped_early=self.stop_reason is not None, device=self.device,
-            ddp_param_digests=digests, stop_reason=self.stop_reason)
+            resumed_from=self.resumed_from,
+            stopped_early=self.stop_reason is not None,
+            device=self.device,
+            ddp_param_digests=digests,
+            stop_reason=self.stop_reason,
+        )
 
 
-def train(config: TrainConfig, resume: bool | str | os.PathLike = False,
-          callback: Callable[[TrainState], bool | None] | None = None, progress: bool = True,
-          dataset=None) -> TrainResult:
+def train(
+    config: TrainConfig,
+    resume: bool | str | os.PathLike = False,
+    callback: Callable[[TrainState], bool | None] | None = None,
+    progress: bool = True,
+    dataset=None,
+) -> TrainResult:
     """Train a DDPM per ``config`` (see :class:`~edudiff.train.TrainConfig`) and return a :class:`TrainResult`.
 
     Args:
@@ -413,8 +441,9 @@ def train(config: TrainConfig, resume: bool | str | os.PathLike = False,
     holds the state at the step reached; ``resume=True`` continues from there, bit-identically on CPU.
     """
     if not isinstance(config, TrainConfig):
-        raise TypeError(f"config must be a TrainConfig (e.g. TrainConfig.recommended('mnist')), "
-                        f"got {type(config).__name__}")
+        raise TypeError(
+            f"config must be a TrainConfig (e.g. TrainConfig.recommended('mnist')), got {type(config).__name__}"
+        )
     config = dataclasses.replace(config).validate()  # a private copy
     dist = init_distributed(config.device)
     try:

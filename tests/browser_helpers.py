@@ -15,6 +15,7 @@
 
 Only the standard library is imported at module level; playwright objects are passed in.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -140,7 +141,7 @@ class LabServer:
         return env
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def launch(self) -> "LabServer":
+    def launch(self) -> LabServer:
         """Start the process and return at once; `wait_started()` waits for it (so that two servers
         can start side by side)."""
         self._t0 = time.monotonic()
@@ -162,12 +163,17 @@ class LabServer:
             self.command.append("--allow-root")
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                self.command, env=env, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, cwd=str(self.cwd), start_new_session=True,
+                self.command,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=str(self.cwd),
+                start_new_session=True,
             )
         return self
 
-    def wait_started(self) -> "LabServer":
+    def wait_started(self) -> LabServer:
         """Wait until the REST API and the /lab page answer; raise RuntimeError with the log if not."""
         last_error = ""
         for _attempt in range(3):  # a free port can be taken between free_port() and the bind
@@ -186,7 +192,7 @@ class LabServer:
             f"log ({self.log_path}):\n{self.log_tail()}"
         )
 
-    def start(self) -> "LabServer":
+    def start(self) -> LabServer:
         return self.launch().wait_started()
 
     def _wait_ready(self, t0: float) -> tuple[bool, str]:
@@ -231,7 +237,7 @@ class LabServer:
         self.stop()
         shutil.rmtree(self._tmp, ignore_errors=True)
 
-    def __enter__(self) -> "LabServer":
+    def __enter__(self) -> LabServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -248,7 +254,8 @@ class LabServer:
 
     def api(self, method: str, path: str, timeout: float = 10):
         req = urllib.request.Request(
-            self.base + path.lstrip("/"), method=method,
+            self.base + path.lstrip("/"),
+            method=method,
             headers={"Authorization": f"token {self.token}"},
         )
         with urllib.request.urlopen(req, timeout=timeout) as r:
@@ -400,7 +407,8 @@ _EXEC_COUNT = re.compile(r"^\[(\d+)\]:?$")
 # Names of the screenshots check_notebook writes (a new run deletes only these).
 SCREENSHOT_NAME = re.compile(
     r"^[A-Za-z0-9_.-]+-(0-open-failed|1-after-run-all|2-widget\d+-before"
-    r"|3-widget\d+-slider\d+-after-Arrow(Left|Right)|9-exception)\.png$")
+    r"|3-widget\d+-slider\d+-after-Arrow(Left|Right)|9-exception)\.png$"
+)
 
 
 @dataclass
@@ -483,7 +491,9 @@ def _run_all_cells(page) -> str:
     Returns which of the two was used."""
     try:
         page.locator("#jp-MainMenu .lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click(timeout=10_000)
-        item = page.locator(".lm-Menu-item", has=page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")))
+        item = page.locator(
+            ".lm-Menu-item", has=page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$"))
+        )
         item.first.click(timeout=5_000)
         return "Run menu > Run All Cells"
     except Exception:  # noqa: BLE001 - fall back to the palette
@@ -526,9 +536,17 @@ def _saved_outputs(path: Path) -> str:
     return f"{n_out} outputs and {n_exec} execution counts" if (n_out or n_exec) else ""
 
 
-def check_notebook(browser, server: LabServer, name: str, shots: Path, *, context=None,
-                   run_timeout: float = 300.0, widget_timeout: float = 30.0,
-                   figure_timeout: float = 30.0) -> NotebookReport:
+def check_notebook(
+    browser,
+    server: LabServer,
+    name: str,
+    shots: Path,
+    *,
+    context=None,
+    run_timeout: float = 300.0,
+    widget_timeout: float = 30.0,
+    figure_timeout: float = 30.0,
+) -> NotebookReport:
     """Open `name` (relative to the server's notebook dir) in a new page -- of `context` if given
     (sharing its HTTP cache makes JupyterLab load faster), else of a fresh browser context -- run all
     cells from the Run menu and check what is on the page. Never raises for a notebook problem:
@@ -557,6 +575,7 @@ def check_notebook(browser, server: LabServer, name: str, shots: Path, *, contex
         # A fresh workspace per notebook, so JupyterLab does not reopen the previous one.
         page.goto(server.url(f"lab/workspaces/bt-{slug}/tree/{name}", reset=""), wait_until="domcontentloaded")
         page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell").first.wait_for(timeout=120_000)
+
         # The toolbar's indicator says "idle" before any kernel exists: also ask the server that
         # this notebook's kernel is up and idle, and see both hold for a second.
         def kernel_ready(s):
@@ -572,7 +591,12 @@ def check_notebook(browser, server: LabServer, name: str, shots: Path, *, contex
                 break
         rep.seconds_open = time.monotonic() - t_start
         if not ok:
-            rep.problems.append(Problem("run-timeout", f"kernel not idle 120 s after opening (status {st and st['status']}); dialogs: {st and st['dialogs']}"))
+            rep.problems.append(
+                Problem(
+                    "run-timeout",
+                    f"kernel not idle 120 s after opening (status {st and st['status']}); dialogs: {st and st['dialogs']}",
+                )
+            )
             page.screenshot(path=str(shots / f"{slug}-0-open-failed.png"))
             rep.screenshots.append(shots / f"{slug}-0-open-failed.png")
             return rep
@@ -597,7 +621,9 @@ def check_notebook(browser, server: LabServer, name: str, shots: Path, *, contex
                 break
         rep.seconds_run = time.monotonic() - t_run
         if not ok:
-            rep.problems.append(Problem("run-timeout", f"cells still running after {run_timeout:.0f} s: prompts {st['prompts']}"))
+            rep.problems.append(
+                Problem("run-timeout", f"cells still running after {run_timeout:.0f} s: prompts {st['prompts']}")
+            )
 
         # Widgets: give the manager time to turn every "Loading widget..." into a view.
         st, _ = _wait(page, lambda s: s["loadingWidget"] == 0, timeout=widget_timeout)
@@ -606,17 +632,23 @@ def check_notebook(browser, server: LabServer, name: str, shots: Path, *, contex
         # -- executed -------------------------------------------------------------------------
         rep.n_code_cells = st["nCode"]
         if st["nCode"] != expect["n_code_cells"]:
-            rep.problems.append(Problem("not-executed", f"page shows {st['nCode']} code cells, file has {expect['n_code_cells']}"))
+            rep.problems.append(
+                Problem("not-executed", f"page shows {st['nCode']} code cells, file has {expect['n_code_cells']}")
+            )
         for i, (p, nonempty) in enumerate(zip(st["prompts"], expect["nonempty"])):
             if not nonempty:
                 continue
             if _EXEC_COUNT.match(p):
                 rep.n_executed += 1
             else:
-                rep.problems.append(Problem("not-executed", f"code cell {i + 1} has prompt {p!r}, no execution count", i + 1))
+                rep.problems.append(
+                    Problem("not-executed", f"code cell {i + 1} has prompt {p!r}, no execution count", i + 1)
+                )
         # -- errors ---------------------------------------------------------------------------
         for e in st["errors"]:
-            rep.problems.append(Problem("error-output", f"code cell {e['cell'] + 1} {e['prompt']} shows:\n{e['text']}", e["cell"] + 1))
+            rep.problems.append(
+                Problem("error-output", f"code cell {e['cell'] + 1} {e['prompt']} shows:\n{e['text']}", e["cell"] + 1)
+            )
         for d in st["dialogs"]:
             rep.problems.append(Problem("dialog", f"dialog open: {d}"))
         # -- widgets --------------------------------------------------------------------------
@@ -624,15 +656,37 @@ def check_notebook(browser, server: LabServer, name: str, shots: Path, *, contex
         rep.n_sliders = st["nSliders"]
         for w in st["widgets"]:
             if not w["hasView"]:
-                rep.problems.append(Problem("widget-not-rendered", f"code cell {w['cell'] + 1}: widget output shows {w['text']!r}", w["cell"] + 1))
+                rep.problems.append(
+                    Problem(
+                        "widget-not-rendered",
+                        f"code cell {w['cell'] + 1}: widget output shows {w['text']!r}",
+                        w["cell"] + 1,
+                    )
+                )
         for m in st["modelNotFound"] if "widget-not-rendered" not in rep.kinds() else []:
             rep.problems.append(Problem("widget-not-rendered", f"page shows {m!r}"))
         if st["loadingWidget"]:
-            rep.problems.append(Problem("widget-not-rendered", f"{st['loadingWidget']} widget(s) still 'Loading widget...' after {widget_timeout:.0f} s"))
+            rep.problems.append(
+                Problem(
+                    "widget-not-rendered",
+                    f"{st['loadingWidget']} widget(s) still 'Loading widget...' after {widget_timeout:.0f} s",
+                )
+            )
         for f in st["fallbacks"]:
-            rep.problems.append(Problem("widget-not-rendered", f"code cell {f['cell'] + 1}: widget shown as text (no widget front end): {f['text']!r}", f["cell"] + 1))
+            rep.problems.append(
+                Problem(
+                    "widget-not-rendered",
+                    f"code cell {f['cell'] + 1}: widget shown as text (no widget front end): {f['text']!r}",
+                    f["cell"] + 1,
+                )
+            )
         if st["nSliders"] < expect["n_slider_calls"]:
-            rep.problems.append(Problem("slider-missing", f"the source constructs {expect['n_slider_calls']} slider(s), the page renders {st['nSliders']} '.widget-slider'"))
+            rep.problems.append(
+                Problem(
+                    "slider-missing",
+                    f"the source constructs {expect['n_slider_calls']} slider(s), the page renders {st['nSliders']} '.widget-slider'",
+                )
+            )
 
         shot = shots / f"{slug}-1-after-run-all.png"
         t_shot = time.monotonic()
@@ -652,7 +706,13 @@ def check_notebook(browser, server: LabServer, name: str, shots: Path, *, contex
         seen = {(e["cell"], e["text"]) for e in st["errors"]}
         for e in _state(page)["errors"]:
             if (e["cell"], e["text"]) not in seen:
-                rep.problems.append(Problem("error-output", f"code cell {e['cell'] + 1}, after moving its slider, shows:\n{e['text']}", e["cell"] + 1))
+                rep.problems.append(
+                    Problem(
+                        "error-output",
+                        f"code cell {e['cell'] + 1}, after moving its slider, shows:\n{e['text']}",
+                        e["cell"] + 1,
+                    )
+                )
     except Exception as exc:  # noqa: BLE001 - report, with a screenshot, instead of a bare traceback
         rep.problems.append(Problem("run-timeout", f"browser step failed: {type(exc).__name__}: {str(exc)[:800]}"))
         try:
@@ -668,9 +728,13 @@ def check_notebook(browser, server: LabServer, name: str, shots: Path, *, contex
         server.shutdown_kernels()
         saved = _saved_outputs(path)
         if saved and not had_outputs:
-            rep.problems.append(Problem("file-modified", f"{name} on disk now holds {saved} (was it saved from the browser?)"))
+            rep.problems.append(
+                Problem("file-modified", f"{name} on disk now holds {saved} (was it saved from the browser?)")
+            )
         if _checkpoint_of(path).exists() and not had_checkpoint:
-            rep.problems.append(Problem("file-modified", f"a checkpoint appeared in the repository: {_checkpoint_of(path)}"))
+            rep.problems.append(
+                Problem("file-modified", f"a checkpoint appeared in the repository: {_checkpoint_of(path)}")
+            )
         rep.seconds_total = time.monotonic() - t_start
     return rep
 
@@ -709,7 +773,13 @@ def _move_slider(page, w: dict, j: int, rep: NotebookReport, shots: Path, slug: 
         if moved:
             break
     if not moved:
-        rep.problems.append(Problem("figure-unchanged", f"{label}: ArrowRight/ArrowLeft on the slider handle did not change its value ({before['value']})", w["cell"] + 1))
+        rep.problems.append(
+            Problem(
+                "figure-unchanged",
+                f"{label}: ArrowRight/ArrowLeft on the slider handle did not change its value ({before['value']})",
+                w["cell"] + 1,
+            )
+        )
         return
 
     t0 = time.monotonic()
@@ -732,7 +802,13 @@ def _move_slider(page, w: dict, j: int, rep: NotebookReport, shots: Path, slug: 
         f"({'changed' if changed else 'UNCHANGED'})"
     )
     if not changed:
-        rep.problems.append(Problem("figure-unchanged", f"{label}: slider moved {before['value']} -> {after and after['value']} but the figure stayed the same for {timeout:.0f} s", w["cell"] + 1))
+        rep.problems.append(
+            Problem(
+                "figure-unchanged",
+                f"{label}: slider moved {before['value']} -> {after and after['value']} but the figure stayed the same for {timeout:.0f} s",
+                w["cell"] + 1,
+            )
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -749,12 +825,12 @@ _IMPORTS = (
 
 # The control notebook: code cells 1-6 must pass every check; 7-10 each carry one known failure.
 CONTROL_EXPECTED_PROBLEMS = {
-    7: "figure-unchanged",     # a slider whose figure ignores it
+    7: "figure-unchanged",  # a slider whose figure ignores it
     8: "widget-not-rendered",  # a widget output whose model does not exist ("model not found")
-    9: "error-output",         # a traceback
-    10: "not-executed",        # never reached: Run All stops at the error
+    9: "error-output",  # a traceback
+    10: "not-executed",  # never reached: Run All stops at the error
 }
-CONTROL_GOOD_WIDGETS = 2       # code cells 3 and 4: IntSlider and FloatSlider driving figures
+CONTROL_GOOD_WIDGETS = 2  # code cells 3 and 4: IntSlider and FloatSlider driving figures
 
 
 def write_fixture_notebook(path: Path) -> Path:
@@ -766,8 +842,10 @@ def write_fixture_notebook(path: Path) -> Path:
     from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
     cells = [
-        new_markdown_cell("# Browser-test control notebook\nSliders drive matplotlib figures; the last "
-                          "cells fail on purpose, so the test can see that its checks catch failures."),
+        new_markdown_cell(
+            "# Browser-test control notebook\nSliders drive matplotlib figures; the last "
+            "cells fail on purpose, so the test can see that its checks catch failures."
+        ),
         # code cell 1
         new_code_cell(
             "%matplotlib inline\n"

@@ -1,5 +1,6 @@
 """Smoke tests of edudiff.plots with the Agg backend: each function returns a Figure whose axes are
 labelled, and rejects mismatched shapes with an error that names the argument."""
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -75,7 +76,7 @@ def test_schedule_and_posterior_plots():
 
 def test_plot_densities_and_interactive():
     xs = np.linspace(-3, 3, 50)
-    fig = plots.plot_densities(xs, {"a": np.exp(-xs ** 2)}, samples=np.zeros(10), vlines={"x0": 0.0})
+    fig = plots.plot_densities(xs, {"a": np.exp(-(xs**2))}, samples=np.zeros(10), vlines={"x0": 0.0})
     assert_labelled(fig)
     calls = []
     w = plots.make_interactive(lambda t: calls.append(t), t=(1, 10))
