@@ -33,7 +33,7 @@ import os
 import time
 from pathlib import Path
 
-import browser_helpers as bh
+import browser as bh
 import pytest
 
 pytestmark = pytest.mark.browser
@@ -110,7 +110,7 @@ def browser():
     with sync_api.sync_playwright() as p:
         try:
             b = p.chromium.launch(executable_path=chromium, args=bh.CHROMIUM_ARGS, timeout=60_000)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # any launch failure: skip with its message
             pytest.fail(
                 f"Chromium at {chromium} is installed but does not start under Playwright: {exc}\n"
                 f"(deselect the browser tests with -m 'not browser')",
@@ -177,13 +177,13 @@ def control_report(browser, lab_servers, screenshots) -> bh.NotebookReport:
 def test_widgets_render_and_sliders_redraw_figures(control_report):
     """The widget front end works at all: the installed JupyterLab + jupyterlab_widgets render
     ipywidgets.interactive sliders, and moving each redraws its matplotlib figure (control notebook,
-    code cells 1-6)."""
+    cells 1-6)."""
     rep = control_report
     good = [p for p in rep.problems if p.cell not in bh.CONTROL_EXPECTED_PROBLEMS]
     assert not good, "the working part of the control notebook fails in the browser:\n" + rep.summary()
     moves = rep.slider_moves[: bh.CONTROL_GOOD_WIDGETS]
     assert len(moves) == bh.CONTROL_GOOD_WIDGETS and all(m.endswith("(changed)") for m in moves), (
-        "the IntSlider and FloatSlider of code cells 3-4 should each redraw their figure\n" + rep.summary()
+        "the IntSlider and FloatSlider of cells 3-4 should each redraw their figure\n" + rep.summary()
     )
     assert "ArrowLeft" in moves[1], (
         "the FloatSlider starts at its maximum: expected the ArrowLeft fallback\n" + rep.summary()
@@ -197,7 +197,7 @@ def test_checks_catch_known_failures(control_report):
     reported, on the right cell."""
     found = {(p.cell, p.kind) for p in control_report.problems}
     missed = [(c, k) for c, k in bh.CONTROL_EXPECTED_PROBLEMS.items() if (c, k) not in found]
-    assert not missed, f"the checks missed (code cell, problem) {missed}\n" + control_report.summary()
+    assert not missed, f"the checks missed (cell, problem) {missed}\n" + control_report.summary()
     texts = "\n".join(str(p) for p in control_report.problems)
     assert "deliberate error" in texts and "model not found" in texts, control_report.summary()
 

@@ -37,7 +37,7 @@ from edudiff.evaluate import (
 )
 
 REPO = Path(__file__).resolve().parent.parent
-from datasets import DATA, needs_mnist  # noqa: E402
+from dataset_paths import DATA, needs_mnist
 
 
 # ------------------------------------------------------------------------------------------------

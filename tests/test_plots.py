@@ -5,15 +5,15 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from scipy.integrate import trapezoid  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+from scipy.integrate import trapezoid
 
-from edudiff import Schedule, plots  # noqa: E402
-from edudiff.toy import two_gaussians_1d  # noqa: E402
+from edudiff import Schedule, plots
+from edudiff.toy import two_gaussians_1d
 
 SCHED = Schedule.linear(50)
 

@@ -38,7 +38,7 @@ from edudiff.train import (
 from edudiff.unet import UNet, mnist_tiny
 
 REPO = Path(__file__).resolve().parent.parent
-from datasets import DATA, needs_mnist  # noqa: E402
+from dataset_paths import DATA, needs_mnist
 
 
 @contextmanager
