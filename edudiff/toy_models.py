@@ -26,7 +26,7 @@ from ._validate import check_positive_int
 from .losses import loss_elbo_weighted, loss_simple
 from .reverse import check_var_type
 from .schedules import Schedule
-from .unet import timestep_embedding
+from .unet_blocks import timestep_embedding
 
 __all__ = [
     "SinusoidalTimeEmbedding",
