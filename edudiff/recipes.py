@@ -25,71 +25,22 @@ __all__ = ["MODES", "RECIPES", "choose_mode", "recipe"]
 
 MODES = ("fast", "cpu", "gpu")
 
-_MNIST_FAST = dict(
-    preset="mnist_tiny",
-    steps=200,
-    batch_size=32,
-    lr=1e-3,
-    warmup=20,
-    ema_decay=0.99,
-    ckpt_every=100,
-    sample_every=0,
-    log_every=10,
-    n_samples=16,
-    ddim_steps=20,
-)
-_MNIST_FULL = dict(
-    preset="mnist_small",
-    steps=30_000,
-    batch_size=128,
-    lr=2e-4,
-    warmup=1000,
-    ema_decay=0.9995,
-    ckpt_every=2000,
-    sample_every=2000,
-    log_every=50,
-    n_samples=64,
-    ddim_steps=50,
-)
-_CIFAR10_FAST = dict(
-    preset="cifar10_tiny",
-    steps=150,
-    batch_size=32,
-    lr=1e-3,
-    warmup=20,
-    ema_decay=0.99,
-    ckpt_every=100,
-    sample_every=0,
-    log_every=10,
-    n_samples=16,
-    ddim_steps=20,
-)
-_CIFAR10_FULL = dict(
-    preset="ddpm_cifar10",
-    steps=800_000,
-    batch_size=128,
-    lr=2e-4,
-    warmup=5000,
-    ema_decay=0.9999,
-    ckpt_every=5000,
-    sample_every=10_000,
-    log_every=100,
-    n_samples=64,
-    ddim_steps=50,
-)
+# One row per (dataset, mode); the columns are TrainConfig fields. FashionMNIST uses MNIST's rows.
+_COLUMNS = ("preset", "steps", "batch_size", "lr", "warmup", "ema_decay", "ckpt_every", "sample_every", "log_every",
+            "n_samples", "ddim_steps")  # fmt: skip
+_ROWS = {
+    #                          preset          steps  batch    lr  warmup     ema  ckpt  sample  log  n_samples ddim
+    ("mnist", "fast"):      ("mnist_tiny",      200,    32, 1e-3,    20,   0.99,   100,      0,  10,  16,  20),
+    ("mnist", "cpu"):       ("mnist_small",  30_000,   128, 2e-4,  1000, 0.9995,  2000,   2000,  50,  64,  50),
+    ("mnist", "gpu"):       ("mnist_small",  30_000,   128, 2e-4,  1000, 0.9995,  2000,   2000,  50,  64,  50),
+    ("cifar10", "fast"):    ("cifar10_tiny",    150,    32, 1e-3,    20,   0.99,   100,      0,  10,  16,  20),
+    ("cifar10", "cpu"):     ("ddpm_cifar10", 800_000,  128, 2e-4,  5000, 0.9999,  5000, 10_000, 100,  64,  50),
+    ("cifar10", "gpu"):     ("ddpm_cifar10", 800_000,  128, 2e-4,  5000, 0.9999,  5000, 10_000, 100,  64,  50),
+}  # fmt: skip
 
-#: TrainConfig fields by (dataset, mode). FashionMNIST uses MNIST's rows.
-RECIPES: dict[tuple[str, str], dict] = {
-    ("mnist", "fast"): _MNIST_FAST,
-    ("mnist", "cpu"): _MNIST_FULL,
-    ("mnist", "gpu"): _MNIST_FULL,
-    ("fashion_mnist", "fast"): _MNIST_FAST,
-    ("fashion_mnist", "cpu"): _MNIST_FULL,
-    ("fashion_mnist", "gpu"): _MNIST_FULL,
-    ("cifar10", "fast"): _CIFAR10_FAST,
-    ("cifar10", "cpu"): _CIFAR10_FULL,
-    ("cifar10", "gpu"): _CIFAR10_FULL,
-}
+#: TrainConfig fields by (dataset, mode).
+RECIPES: dict[tuple[str, str], dict] = {key: dict(zip(_COLUMNS, row)) for key, row in _ROWS.items()}
+RECIPES.update({("fashion_mnist", mode): RECIPES[("mnist", mode)] for mode in MODES})
 
 
 def choose_mode(fast: bool | None = None, device=None) -> str:

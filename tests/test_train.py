@@ -236,32 +236,9 @@ def test_sampling_helpers_are_seeded_and_shaped():
 # Command line, SIGKILL, DDP
 # ------------------------------------------------------------------------------------------------
 def _cli(out, steps, *extra) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "edudiff.train",
-        "--dataset",
-        "mnist",
-        "--fast",
-        "--steps",
-        str(steps),
-        "--batch-size",
-        "4",
-        "--limit",
-        "40",
-        "--ckpt-every",
-        "4",
-        "--log-every",
-        "4",
-        "--sample-every",
-        "0",
-        "--seed",
-        "3",
-        "--out",
-        str(out),
-        "--quiet",
-        *extra,
-    ]
+    options = f"--dataset mnist --fast --steps {steps} --batch-size 4 --limit 40 --ckpt-every 4 --log-every 4 "
+    options += "--sample-every 0 --seed 3 --quiet"
+    return [sys.executable, "-m", "edudiff.train", *options.split(), "--out", str(out), *extra]
 
 
 @needs_mnist
@@ -356,34 +333,10 @@ def test_ddp_gloo_two_processes(tmp_path):
     from edudiff.data import load_mnist
 
     out = tmp_path / "ddp"
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "edudiff.train",
-        "--dataset",
-        "mnist",
-        "--fast",
-        "--steps",
-        "4",
-        "--batch-size",
-        "4",
-        "--limit",
-        "64",
-        "--ckpt-every",
-        "2",
-        "--sample-every",
-        "0",
-        "--seed",
-        "1",
-        "--out",
-        str(out),
-        "--quiet",
-    ]
+    # torchrun runs the one command line, python -m edudiff train
+    launch = "-m torch.distributed.run --standalone --nproc_per_node 2 -m edudiff train"
+    options = "--dataset mnist --fast --steps 4 --batch-size 4 --limit 64 --ckpt-every 2 --sample-every 0 --seed 1"
+    cmd = [sys.executable, *launch.split(), *options.split(), "--out", str(out), "--quiet"]
     run = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "DDP: all 2 processes hold identical weights" in run.stdout
