@@ -305,17 +305,8 @@ class Trainer:
         mean = float(values.mean())
         progress.set_postfix(loss=f"{mean:.4f}", lr=f"{lr:.2e}")
         if log_file is not None and self.config.log_every:
-            log_file.write(
-                json.dumps(
-                    {
-                        "step": self.step,
-                        "loss": mean,
-                        "lr": lr,
-                        "images_per_sec": self.images_done / max(self.train_seconds, 1e-9),
-                    }
-                )
-                + "\n"
-            )
+            speed = self.images_done / max(self.train_seconds, 1e-9)
+            log_file.write(json.dumps({"step": self.step, "loss": mean, "lr": lr, "images_per_sec": speed}) + "\n")
             log_file.flush()
 
     def _stop_requested(self, signals: dict, loss: torch.Tensor) -> str | None:
@@ -323,18 +314,8 @@ class Trainer:
         reason = None
         if self.callback is not None:
             self.flush_losses()
-            state = TrainState(
-                self.step,
-                self.model,
-                self.ema,
-                self.schedule,
-                self.config,
-                loss.detach(),
-                self.train_seconds,
-                self.dist.rank,
-                self.dist.world,
-            )
-            reason = "callback" if self.callback(state) else None
+            parts = (self.step, self.model, self.ema, self.schedule, self.config, loss.detach(), self.train_seconds)
+            reason = "callback" if self.callback(TrainState(*parts, self.dist.rank, self.dist.world)) else None
         if self.config.minutes is not None and self.train_seconds >= 60.0 * self.config.minutes:
             reason = reason or "time budget"
         reason = signals["stop"] or reason

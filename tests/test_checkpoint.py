@@ -174,37 +174,12 @@ def _version1_checkpoint(T: int, beta_1: float, beta_T: float) -> dict:
     unet_config = mnist_tiny()
     model = UNet(unet_config)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    config = {
-        "dataset": "mnist",
-        "preset": "mnist_tiny",
-        "unet": None,
-        "steps": 200,
-        "batch_size": 32,
-        "lr": 1e-3,
-        "warmup": 20,
-        "weight_decay": 0.0,
-        "grad_clip": 1.0,
-        "ema_decay": 0.99,
-        "T": T,
-        "beta_1": beta_1,
-        "beta_T": beta_T,
-        "seed": 0,
-        "out": "runs/mnist_fast",
-        "ckpt_every": 100,
-        "snapshot_every": 0,
-        "sample_every": 0,
-        "log_every": 10,
-        "n_samples": 16,
-        "sample_ddim_steps": 0,
-        "data_root": None,
-        "download": False,
-        "limit": None,
-        "hflip": None,
-        "device": None,
-        "compile": False,
-        "channels_last": None,
-        "bf16": True,
-    }
+    config = {"dataset": "mnist", "preset": "mnist_tiny", "unet": None, "steps": 200, "batch_size": 32, "lr": 1e-3,
+              "warmup": 20, "weight_decay": 0.0, "grad_clip": 1.0, "ema_decay": 0.99, "T": T, "beta_1": beta_1,
+              "beta_T": beta_T, "seed": 0, "out": "runs/mnist_fast", "ckpt_every": 100, "snapshot_every": 0,
+              "sample_every": 0, "log_every": 10, "n_samples": 16, "sample_ddim_steps": 0, "data_root": None,
+              "download": False, "limit": None, "hflip": None, "device": None, "compile": False,
+              "channels_last": None, "bf16": True}  # fmt: skip
     return {
         "format": "edudiff-train",
         "version": 1,
