@@ -15,13 +15,13 @@ import torch
 import torch.nn.functional as F
 
 from edudiff.unet import (
+    PRESETS,  # the one table of presets (also used by --preset)
     AttentionBlock,
     Downsample,
     ResBlock,
     UNet,
     UNetConfig,
     Upsample,
-    cifar10_small,
     count_parameters,
     ddpm_cifar10,
     describe,
@@ -29,13 +29,6 @@ from edudiff.unet import (
     mnist_tiny,
     timestep_embedding,
 )
-
-PRESETS = {
-    "ddpm_cifar10": ddpm_cifar10,
-    "cifar10_small": cifar10_small,
-    "mnist_small": mnist_small,
-    "mnist_tiny": mnist_tiny,
-}
 
 
 def small_config(**overrides) -> UNetConfig:
