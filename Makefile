@@ -16,7 +16,7 @@ LAB_PORT ?= 8888
 # JupyterLab refuses to run as root (e.g. in a container) unless told to.
 ROOT_ARGS := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: lab test test-unit test-browser install clean-venv
+.PHONY: lab test test-unit test-browser lint install clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,11 @@ test: install
 # The package's unit tests only (no notebooks, no browser, no slow tests): the compatibility legs of .ci/run.
 test-unit: install
 	EDUDIFF_FAST=$${EDUDIFF_FAST:-1} $(BIN)/python -m pytest tests -m "not browser and not slow" $(PYTEST_ARGS)
+
+# Lint and formatting (ruff; configured in pyproject.toml).
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # Only the end-to-end browser tests (Chromium: bash .ci/install_browser.sh).
 test-browser: install

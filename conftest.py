@@ -5,6 +5,7 @@
 - If EDUDIFF_DATA is unset and the course's offline datasets sit at ../shared/datasets, use them.
 The notebook kernels nbval starts inherit these variables.
 """
+
 import os
 from pathlib import Path
 

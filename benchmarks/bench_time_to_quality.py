@@ -18,6 +18,7 @@ reported separately and not counted in the curve's minutes.
 Meant for a 2-core CPU (``--device cpu``, the default here); the thread count is printed. The
 classifier is trained once (about a minute) and cached under ``<data root>/edudiff_cache``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,16 +36,24 @@ from edudiff.unet import count_parameters
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--max-minutes", type=float, default=240.0, help="training-time budget in minutes (default 240)")
-    p.add_argument("--every-minutes", type=float, default=10.0,
-                   help="evaluate every so many training minutes (default 10)")
-    p.add_argument("--n-samples", type=int, default=128,
-                   help="samples per evaluation (default 128: the fraction's standard error is <= 0.045)")
+    p.add_argument(
+        "--every-minutes", type=float, default=10.0, help="evaluate every so many training minutes (default 10)"
+    )
+    p.add_argument(
+        "--n-samples",
+        type=int,
+        default=128,
+        help="samples per evaluation (default 128: the fraction's standard error is <= 0.045)",
+    )
     p.add_argument("--ddim-steps", type=int, default=25, help="DDIM steps per sample (default 25)")
     p.add_argument("--target", type=float, default=0.9, help="fraction of confident samples to reach (default 0.9)")
-    p.add_argument("--threshold", type=float, default=0.9, help="softmax probability counted as confident (default 0.9)")
+    p.add_argument(
+        "--threshold", type=float, default=0.9, help="softmax probability counted as confident (default 0.9)"
+    )
     p.add_argument("--keep-going", action="store_true", help="train on to the budget after reaching the target")
     p.add_argument("--preset", default="mnist_small", choices=sorted(k for k in PRESETS if k.startswith("mnist")))
     p.add_argument("--batch-size", type=int, default=64, help="training batch size (default 64)")
@@ -61,18 +70,35 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    print(f"# time to quality: {args.preset} on MNIST, {args.device}, {torch.get_num_threads()} threads, "
-          f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), torch {torch.__version__}")
+    print(
+        f"# time to quality: {args.preset} on MNIST, {args.device}, {torch.get_num_threads()} threads, "
+        f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), torch {torch.__version__}"
+    )
     t0 = time.perf_counter()
     clf, info = load_or_train_classifier(cache_dir=args.cache_dir, root=args.data_root, device=args.device)
-    print(f"classifier: test accuracy {info['test_accuracy']:.4f} ({'cached' if info['cached'] else 'trained'} in "
-          f"{time.perf_counter() - t0:.0f} s, {info['path']})")
+    print(
+        f"classifier: test accuracy {info['test_accuracy']:.4f} ({'cached' if info['cached'] else 'trained'} in "
+        f"{time.perf_counter() - t0:.0f} s, {info['path']})"
+    )
 
     out = args.out or tempfile.mkdtemp(prefix="edudiff-ttq-")
-    config = TrainConfig.recommended("mnist", fast=False, preset=args.preset, steps=10**9, batch_size=args.batch_size,
-                                     lr=args.lr, warmup=args.warmup, ema_decay=args.ema_decay, device=args.device,
-                                     out=out, ckpt_every=0, sample_every=0, log_every=100, seed=args.seed,
-                                     data_root=args.data_root)
+    config = TrainConfig.recommended(
+        "mnist",
+        fast=False,
+        preset=args.preset,
+        steps=10**9,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        warmup=args.warmup,
+        ema_decay=args.ema_decay,
+        device=args.device,
+        out=out,
+        ckpt_every=0,
+        sample_every=0,
+        log_every=100,
+        seed=args.seed,
+        data_root=args.data_root,
+    )
     budget, every = args.max_minutes * 60.0, args.every_minutes * 60.0
     curve: list[dict] = []
     state = {"next": min(every, budget), "hit": None, "eval_seconds": 0.0}
@@ -80,12 +106,25 @@ def main(argv=None) -> int:
 
     def evaluate(st) -> dict:
         e0 = time.perf_counter()
-        x = sample_images(st.ema, st.schedule, args.n_samples, (1, 28, 28), ddim_steps=args.ddim_steps,
-                          seed=args.seed, device=args.device)
+        x = sample_images(
+            st.ema,
+            st.schedule,
+            args.n_samples,
+            (1, 28, 28),
+            ddim_steps=args.ddim_steps,
+            seed=args.seed,
+            device=args.device,
+        )
         q = mnist_sample_quality(x, clf, threshold=args.threshold, root=args.data_root, seed=args.seed)
-        row = {"minutes": st.train_seconds / 60, "step": st.step, "images": st.step * args.batch_size,
-               "fraction": q["samples"]["confident_fraction"], "fd": q["samples"]["fd"], "quality": q,
-               "eval_s": time.perf_counter() - e0}
+        row = {
+            "minutes": st.train_seconds / 60,
+            "step": st.step,
+            "images": st.step * args.batch_size,
+            "fraction": q["samples"]["confident_fraction"],
+            "fd": q["samples"]["fd"],
+            "quality": q,
+            "eval_s": time.perf_counter() - e0,
+        }
         state["eval_seconds"] += row["eval_s"]
         return row
 
@@ -97,8 +136,11 @@ def main(argv=None) -> int:
             return False
         row = evaluate(st)
         curve.append(row)
-        print(f"{row['minutes']:8.2f} min  step {row['step']:7d}  {row['images'] / (st.train_seconds or 1):7.1f} img/s  "
-              f"confident {row['fraction']:.3f}  FD {row['fd']:8.2f}   (eval {row['eval_s']:.0f} s)", flush=True)
+        print(
+            f"{row['minutes']:8.2f} min  step {row['step']:7d}  {row['images'] / (st.train_seconds or 1):7.1f} img/s  "
+            f"confident {row['fraction']:.3f}  FD {row['fd']:8.2f}   (eval {row['eval_s']:.0f} s)",
+            flush=True,
+        )
         if state["hit"] is None and row["fraction"] >= args.target:
             state["hit"] = row
         state["next"] += every
@@ -107,25 +149,35 @@ def main(argv=None) -> int:
         state["next"] = min(state["next"], budget)
         return state["hit"] is not None and not args.keep_going
 
-    print(f"{'minutes':>12}  {'step':>12}  {'throughput':>11}  fraction of confidently classified samples "
-          f"(N={args.n_samples}, p>{args.threshold})")
+    print(
+        f"{'minutes':>12}  {'step':>12}  {'throughput':>11}  fraction of confidently classified samples "
+        f"(N={args.n_samples}, p>{args.threshold})"
+    )
     result = train(config, callback=callback, progress=False)
     wall = time.perf_counter() - t0
 
     print()
-    print(f"model: {args.preset}, {n_params:,} parameters; batch {args.batch_size}, lr {args.lr}, "
-          f"EMA {args.ema_decay}; {result.step} steps in {result.train_seconds / 60:.2f} training minutes "
-          f"({result.images_per_sec:.1f} images/s); evaluation took {state['eval_seconds'] / 60:.2f} min; "
-          f"wall {wall / 60:.2f} min; last checkpoint {result.checkpoint}")
+    print(
+        f"model: {args.preset}, {n_params:,} parameters; batch {args.batch_size}, lr {args.lr}, "
+        f"EMA {args.ema_decay}; {result.step} steps in {result.train_seconds / 60:.2f} training minutes "
+        f"({result.images_per_sec:.1f} images/s); evaluation took {state['eval_seconds'] / 60:.2f} min; "
+        f"wall {wall / 60:.2f} min; last checkpoint {result.checkpoint}"
+    )
     if curve:
-        print(format_quality(curve[-1]["quality"]).replace("generated samples", f"samples @ {curve[-1]['minutes']:.1f} min"))
+        print(
+            format_quality(curve[-1]["quality"]).replace(
+                "generated samples", f"samples @ {curve[-1]['minutes']:.1f} min"
+            )
+        )
         print("\ncurve (training minutes -> fraction confident):")
         for row in curve:
             print(f"  {row['minutes']:7.2f} -> {row['fraction']:.3f}")
     if state["hit"] is not None:
         h = state["hit"]
-        print(f"\nRESULT: {args.target:.0%} of samples confidently classified after {h['minutes']:.2f} training minutes "
-              f"(step {h['step']}, evaluated every {args.every_minutes:g} min, so the crossing lies in the last interval)")
+        print(
+            f"\nRESULT: {args.target:.0%} of samples confidently classified after {h['minutes']:.2f} training minutes "
+            f"(step {h['step']}, evaluated every {args.every_minutes:g} min, so the crossing lies in the last interval)"
+        )
     else:
         best = max((r["fraction"] for r in curve), default=float("nan"))
         print(f"\nRESULT: {args.target:.0%} not reached within {args.max_minutes:g} training minutes (best {best:.3f})")

@@ -21,6 +21,7 @@ cores, two OpenMP threads per op can run several times slower; the load average 
 Run:  python benchmarks/bench_unet.py [--batch 64] [--steps 7] [--threads 2] [--size 28]
 (needs ``pip install diffusers`` for the comparison; without it only our model is timed).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,9 +42,16 @@ def diffusers_unet(c: int, layers_per_block: int, attn_levels: tuple[int, ...], 
 
     down = tuple("AttnDownBlock2D" if i in attn_levels else "DownBlock2D" for i in range(3))
     up = tuple("AttnUpBlock2D" if i in attn_levels else "UpBlock2D" for i in reversed(range(3)))
-    return UNet2DModel(sample_size=image_size, in_channels=1, out_channels=1,
-                       block_out_channels=(c, 2 * c, 2 * c), layers_per_block=layers_per_block,
-                       down_block_types=down, up_block_types=up, norm_num_groups=8)
+    return UNet2DModel(
+        sample_size=image_size,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(c, 2 * c, 2 * c),
+        layers_per_block=layers_per_block,
+        down_block_types=down,
+        up_block_types=up,
+        norm_num_groups=8,
+    )
 
 
 def matched_diffusers(target: int, attn_levels: tuple[int, ...], image_size: int) -> tuple[int, int, int]:
@@ -95,30 +103,38 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--steps", type=int, default=7, help="timed steps per model (median reported)")
-    p.add_argument("--no-attn7", action="store_true",
-                   help="skip the diffusers baseline with attention only at the lowest resolution")
+    p.add_argument(
+        "--no-attn7",
+        action="store_true",
+        help="skip the diffusers baseline with attention only at the lowest resolution",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     warnings.filterwarnings("ignore")
 
-    cfg = mnist_small(image_size=args.size, attention_resolutions=(args.size // 4,))   # lowest level
+    cfg = mnist_small(image_size=args.size, attention_resolutions=(args.size // 4,))  # lowest level
     ours = UNet(cfg)
     n_ours = count_parameters(ours)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
-          f"input 1x{args.size}x{args.size}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
+        f"input 1x{args.size}x{args.size}"
+    )
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"load average (1 min) {load:.2f} on {os.cpu_count()} cores"
-          + ("  -- WARNING: the machine is busy, timings are unreliable" if load > 1.5 else ""))
-    print(f"ours      : edudiff mnist_small  {n_ours:>10,} params  channels {cfg.level_channels()}, "
-          f"res blocks {cfg.res_blocks_per_level()}, attention at {cfg.attention_resolutions} + middle")
+    print(
+        f"load average (1 min) {load:.2f} on {os.cpu_count()} cores"
+        + ("  -- WARNING: the machine is busy, timings are unreliable" if load > 1.5 else "")
+    )
+    print(
+        f"ours      : edudiff mnist_small  {n_ours:>10,} params  channels {cfg.level_channels()}, "
+        f"res blocks {cfg.res_blocks_per_level()}, attention at {cfg.attention_resolutions} + middle"
+    )
 
     models = [("ours", lambda: UNet(cfg))]
     try:
         import diffusers
     except ImportError:
-        print("diffusers is not installed: timing our model only "
-              "(pip install diffusers for the comparison).")
+        print("diffusers is not installed: timing our model only (pip install diffusers for the comparison).")
     else:
         r1, r2 = args.size // 2, args.size // 4
         baselines = [("diffusers", (1, 2), f"attention at {r1}x{r1} and {r2}x{r2} (UNet2DModel default pattern)")]
@@ -126,9 +142,11 @@ def main(argv=None) -> None:
             baselines.append(("diffusers-attn7", (2,), f"attention at {r2}x{r2} only, like ours"))
         for name, attn_levels, note in baselines:
             n, c, layers = matched_diffusers(n_ours, attn_levels, args.size)
-            print(f"{name:<10}: diffusers {diffusers.__version__} UNet2DModel {n:>10,} params  "
-                  f"block_out_channels ({c}, {2 * c}, {2 * c}), layers_per_block {layers}, {note}; "
-                  f"{100 * (n / n_ours - 1):+.1f}% vs ours")
+            print(
+                f"{name:<10}: diffusers {diffusers.__version__} UNet2DModel {n:>10,} params  "
+                f"block_out_channels ({c}, {2 * c}, {2 * c}), layers_per_block {layers}, {note}; "
+                f"{100 * (n / n_ours - 1):+.1f}% vs ours"
+            )
             if abs(n / n_ours - 1) > 0.15:
                 raise SystemExit(f"no diffusers model within 15% of {n_ours:,} parameters")
             models.append((name, lambda c=c, k=layers, a=attn_levels: diffusers_unet(c, k, a, args.size)))
@@ -141,7 +159,7 @@ def main(argv=None) -> None:
     for r in runners:
         for _ in range(args.warmup):
             r.step(record=False)
-    for _ in range(args.steps):            # round-robin: machine load hits every model alike
+    for _ in range(args.steps):  # round-robin: machine load hits every model alike
         for r in runners:
             r.step(record=True)
 
@@ -162,8 +180,10 @@ def main(argv=None) -> None:
             verdict = f"{'meets' if ratio >= 2 else 'MISSES'} the 2x target"
         else:
             verdict = "for reference: the part of the gain that is not attention placement"
-        print(f"{name} (best format): {r.images_per_s():.1f} img/s  {r.name}\n"
-              f"    -> ratio ours/{name} = {ratio:.2f}x  ({verdict})")
+        print(
+            f"{name} (best format): {r.images_per_s():.1f} img/s  {r.name}\n"
+            f"    -> ratio ours/{name} = {ratio:.2f}x  ({verdict})"
+        )
     if hasattr(os, "getloadavg"):
         print(f"load average (1 min) at the end: {os.getloadavg()[0]:.2f}")
 

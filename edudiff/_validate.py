@@ -1,6 +1,8 @@
 """Argument checks shared by the package: each error names the argument and says the fix."""
+
 from __future__ import annotations
 
+import numbers
 from contextlib import contextmanager
 
 import torch
@@ -43,11 +45,14 @@ def as_tensor_t(t, T: int, batch: int | None = None, device=None, name: str = "t
     if t.ndim != 1:
         raise ValueError(f"{name} must have shape (B,), one timestep per batch row; got shape {tuple(t.shape)}")
     if batch is not None and t.shape[0] != batch:
-        raise ValueError(f"{name} has {t.shape[0]} entries but the data has batch size {batch}; "
-                         f"give one timestep per row")
+        raise ValueError(
+            f"{name} has {t.shape[0]} entries but the data has batch size {batch}; give one timestep per row"
+        )
     if _value_checks and t.numel() and (int(t.min()) < 1 or int(t.max()) > T):
-        raise ValueError(f"{name} must lie in 1..T={T} (t runs 1..T as in the paper; 0 means no noise); "
-                         f"got values in [{int(t.min())}, {int(t.max())}]")
+        raise ValueError(
+            f"{name} must lie in 1..T={T} (t runs 1..T as in the paper; 0 means no noise); "
+            f"got values in [{int(t.min())}, {int(t.max())}]"
+        )
     return t.long()
 
 
@@ -65,5 +70,30 @@ def check_finite(x: torch.Tensor, name: str) -> torch.Tensor:
 def check_same_shape(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
     """Raise unless ``a`` and ``b`` have identical shapes."""
     if a.shape != b.shape:
-        raise ValueError(f"{name_a} has shape {tuple(a.shape)} but {name_b} has shape {tuple(b.shape)}; "
-                         f"they must match")
+        raise ValueError(
+            f"{name_a} has shape {tuple(a.shape)} but {name_b} has shape {tuple(b.shape)}; they must match"
+        )
+
+
+def check_positive_int(value, name: str, minimum: int = 1, fix: str = "") -> int:
+    """Return ``value`` if it is an int (Python or numpy; not a bool) >= ``minimum``; else a ValueError naming ``name``.
+
+    ``minimum=0`` checks a count that may be zero ("an int >= 0"); ``fix`` is appended to the message.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"{name} must be {what}, got {value!r}" + (f" {fix}" if fix else ""))
+    return value
+
+
+def renamed_argument(value, old_value, new: str, old: str):
+    """Support an argument's old name for a while: return ``value``, or ``old_value`` (with a
+    DeprecationWarning) when only the old name was given; a TypeError when both were."""
+    if old_value is None:
+        return value
+    if value is not None:
+        raise TypeError(f"give {new}= only; {old}= is its old name")
+    import warnings
+
+    warnings.warn(f"the argument {old}= is now called {new}=", DeprecationWarning, stacklevel=3)
+    return old_value

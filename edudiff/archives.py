@@ -57,8 +57,7 @@ def check_member(member: tarfile.TarInfo, dest: str | os.PathLike) -> str | None
     target_path = os.path.join(dest, name)
     if not _inside(dest, target_path):
         return "path leaves the destination"
-    if member.isdev() or member.isfifo() or not (member.isfile() or member.isdir() or member.issym()
-                                                  or member.islnk()):
+    if member.isdev() or member.isfifo() or not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
         return "special file (device, FIFO or unknown type)"
     if member.issym() or member.islnk():
         link = member.linkname
@@ -102,6 +101,8 @@ def safe_extractall(archive: str | os.PathLike, dest: str | os.PathLike, mode: s
 
 
 def _message(archive, member: str, reason: str) -> str:
-    return (f"{archive}: refused to extract member {member!r} ({reason}). The archive is not the canonical "
-            f"file or has been tampered with: delete it and download it again (download=True), or get it "
-            f"from the dataset's official site and check its md5.")
+    return (
+        f"{archive}: refused to extract member {member!r} ({reason}). The archive is not the canonical "
+        f"file or has been tampered with: delete it and download it again (download=True), or get it "
+        f"from the dataset's official site and check its md5."
+    )

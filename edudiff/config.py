@@ -7,6 +7,7 @@
 
 Taught in: every notebook's first cell.
 """
+
 from __future__ import annotations
 
 import os

@@ -43,6 +43,7 @@ import tarfile
 import tempfile
 import urllib.request
 import zlib
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable, Sequence
 
@@ -52,11 +53,13 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_info
 from tqdm.auto import tqdm
 
+from edudiff._validate import check_positive_int
 from edudiff.archives import safe_extractall
 from edudiff.config import data_root
+from edudiff.utils import atomic_write
 
 __all__ = [
-    "CIFAR10_CLASSES", "DATASET_NAMES", "DatasetError", "DatasetNotFoundError", "DownloadError",
+    "CIFAR10_CLASSES", "DATASETS", "DATASET_NAMES", "DATASET_SHAPES", "DatasetInfo", "dataset_key", "DatasetError", "DatasetNotFoundError", "DownloadError",
     "FASHION_MNIST_CLASSES", "ImageDataset", "MD5", "MIRRORS", "MNIST_CLASSES", "download_file",
     "from_uint8", "load_cifar10", "load_dataset", "load_fashion_mnist", "load_mnist", "make_loader",
     "md5sum", "mirrors", "read_idx", "to_uint8", "verify_md5",
@@ -115,7 +118,6 @@ MD5: dict[str, dict[str, str]] = {
 _IDX_FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
 _IDX_FILES = {True: ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
               False: ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
-_TITLES = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR-10"}
 
 CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
 CIFAR10_DIR = "cifar-10-batches-py"
@@ -254,12 +256,11 @@ class _TransferError(OSError):
     """The server closed the connection before sending the announced number of bytes."""
 
 
-def _fetch_once(url: str, into: Path, expected_md5: str) -> None:
-    """One attempt: stream ``url`` into ``into`` (overwritten), then check its length and md5."""
+def _fetch_once(url: str, out, expected_md5: str) -> None:
+    """One attempt: stream ``url`` into the binary file ``out``, then check its length and md5."""
     digest, received = hashlib.md5(), 0
     request = urllib.request.Request(url, headers={"User-Agent": "edudiff (python urllib)"})
-    with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S) as response, \
-            open(into, "wb") as out:
+    with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S) as response:
         total = int(response.headers.get("Content-Length") or 0) or None
         with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
                   desc=PurePosixPath(url).name, leave=False) as bar:
@@ -279,28 +280,20 @@ def download_file(urls: Sequence[str], dest: str | os.PathLike, md5: str, tries_
     """Download the first URL of ``urls`` that works to ``dest``, verified against ``md5``.
 
     Each URL is tried ``tries_per_url`` times (one retry by default), then the next mirror. Bytes go
-    to a hidden temporary file next to ``dest`` that is ``os.replace``-d onto it only once the md5
-    matched, so a failed or interrupted transfer never leaves a partial file. Raises
-    :class:`DownloadError` listing every attempt.
+    to a hidden temporary file next to ``dest`` that is renamed onto it only once the md5 matched
+    (:func:`edudiff.utils.atomic_write`), so a failed or interrupted transfer never leaves a partial
+    file. Raises :class:`DownloadError` listing every attempt.
     """
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    os.close(fd)
-    tmp, failures = Path(tmp_name), []
-    try:
-        for url in urls:
-            for _ in range(tries_per_url):
-                try:
-                    _fetch_once(url, tmp, md5)
-                except (OSError, http.client.HTTPException, DatasetError) as err:
-                    failures.append(f"{url}: {type(err).__name__}: {err}")
-                    continue
-                os.replace(tmp, dest)
-                _VERIFIED.add(_cache_key(dest, md5))
-                return dest
-    finally:
-        tmp.unlink(missing_ok=True)
+    dest, failures = Path(dest), []
+    for url in urls:
+        for _ in range(tries_per_url):
+            try:
+                atomic_write(dest, lambda out, url=url: _fetch_once(url, out, md5))
+            except (OSError, http.client.HTTPException, DatasetError) as err:
+                failures.append(f"{url}: {type(err).__name__}: {err}")
+                continue
+            _VERIFIED.add(_cache_key(dest, md5))
+            return dest
     attempts = "\n".join(f"  attempt {i}: {failure}" for i, failure in enumerate(failures, 1))
     raise DownloadError(f"Could not download {dest.name} (expected md5 {md5}) to {dest}:\n{attempts}\n"
                         f"Fix: check the connection and re-run with download=True; or fetch the file "
@@ -369,7 +362,7 @@ def _ensure_idx_files(name: str, root: Path, train: bool, download: bool) -> Pat
     folder = root / _IDX_FOLDERS[name] / "raw"
     missing = [folder / f for f in filenames if not (folder / f).is_file()]
     if missing and not download:
-        title = f"{_TITLES[name]} ({'train' if train else 'test'} split)"
+        title = f"{DATASETS[name].title} ({'train' if train else 'test'} split)"
         example = f"edudiff.data.load_dataset({name!r}, download=True)"
         raise DatasetNotFoundError(_missing_message(title, root, missing, example))
     for filename in filenames:
@@ -563,11 +556,40 @@ def load_cifar10(root=None, train: bool = True, download: bool = False) -> Image
 # --------------------------------------------------------------------------------------------
 # One entry point, and the DataLoader
 # --------------------------------------------------------------------------------------------
-_LOADERS: dict[str, Callable[..., ImageDataset]] = {
-    "mnist": load_mnist, "fashion_mnist": load_fashion_mnist, "cifar10": load_cifar10,
+@dataclass(frozen=True)
+class DatasetInfo:
+    """One row of :data:`DATASETS`: the canonical name, the title used in messages, the image shape
+    (C, H, W), the class names, the loader, and other spellings accepted for the name."""
+
+    name: str
+    title: str
+    shape: tuple[int, int, int]
+    classes: tuple[str, ...]
+    loader: Callable[..., ImageDataset]
+    aliases: tuple[str, ...] = ()
+
+
+#: The dataset registry: every name, alias, shape and class list, in one table.
+DATASETS: dict[str, DatasetInfo] = {
+    "mnist": DatasetInfo("mnist", "MNIST", (1, 28, 28), MNIST_CLASSES, load_mnist),
+    "fashion_mnist": DatasetInfo("fashion_mnist", "FashionMNIST", (1, 28, 28), FASHION_MNIST_CLASSES,
+                                 load_fashion_mnist, aliases=("fashionmnist",)),
+    "cifar10": DatasetInfo("cifar10", "CIFAR-10", (3, 32, 32), CIFAR10_CLASSES, load_cifar10,
+                           aliases=("cifar_10",)),
 }
-DATASET_NAMES = tuple(_LOADERS)
-_ALIASES = {"fashionmnist": "fashion_mnist", "cifar_10": "cifar10"}
+DATASET_NAMES = tuple(DATASETS)
+#: (channels, height, width) of each dataset's images.
+DATASET_SHAPES = {name: info.shape for name, info in DATASETS.items()}
+
+
+def dataset_key(name: str, argument: str = "name") -> str:
+    """The canonical name of a dataset ("mnist", "fashion_mnist", "cifar10"): case, "-" vs "_" and the
+    aliases of :data:`DATASETS` are forgiven. A ValueError naming ``argument`` for anything else."""
+    key = str(name).strip().lower().replace("-", "_")
+    for info in DATASETS.values():
+        if key == info.name or key in info.aliases:
+            return info.name
+    raise ValueError(f"{argument} must be one of {', '.join(DATASET_NAMES)}; got {name!r}")
 
 
 def load_dataset(name: str, root=None, train: bool = True, download: bool = False, **kwargs) -> ImageDataset:
@@ -575,11 +597,7 @@ def load_dataset(name: str, root=None, train: bool = True, download: bool = Fals
 
     ``kwargs`` go to the loader (e.g. ``pad_to_32=True`` for the MNISTs).
     """
-    key = str(name).strip().lower().replace("-", "_")
-    key = _ALIASES.get(key, key)
-    if key not in _LOADERS:
-        raise ValueError(f"name must be one of {', '.join(DATASET_NAMES)}; got {name!r}")
-    return _LOADERS[key](root=root, train=train, download=download, **kwargs)
+    return DATASETS[dataset_key(name)].loader(root=root, train=train, download=download, **kwargs)
 
 
 class _RandomHFlip:
@@ -611,8 +629,7 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool = True, seed: i
 
     Taught in: notebooks/06_unet_mnist.ipynb, notebooks/07_cifar10.ipynb
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    check_positive_int(batch_size, "batch_size")
     generator = torch.Generator().manual_seed(seed)
     collate_fn = None
     if hflip:

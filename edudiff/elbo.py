@@ -22,8 +22,9 @@ import torch
 from ._validate import check_finite, check_same_shape
 from .forward import q_mean_var, q_sample
 from .posterior import q_posterior
-from .sampling import _eval_mode, p_mean_variance
+from .reverse import eval_mode, p_mean_variance
 from .schedules import Schedule
+from .utils import progress_bar
 
 __all__ = ["normal_kl", "gaussian_log_likelihood", "discretized_gaussian_log_likelihood", "prior_kl",
            "vb_terms", "l_t_minus_1", "l_0", "elbo_terms", "bits_per_dim", "sum_over_dims"]
@@ -168,11 +169,8 @@ def elbo_terms(schedule: Schedule, model, x0: torch.Tensor, var_type: str = "bet
     schedule.check_t(ts, name="timesteps")
     prior = prior_kl(schedule, x0)
     terms = []
-    iterator = ts.tolist()
-    if progress:
-        from tqdm.auto import tqdm
-        iterator = tqdm(iterator, desc="ELBO terms", leave=False)
-    with _eval_mode(model):
+    iterator = progress_bar(ts.tolist(), progress, desc="ELBO terms", leave=False)
+    with eval_mode(model):
         for t in iterator:
             tt = torch.full((B,), t, dtype=torch.long, device=x0.device)
             xt = q_sample(schedule, x0, tt, generator=generator)

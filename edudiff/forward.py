@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from ._validate import check_finite, check_same_shape
+from ._validate import check_finite, check_same_shape, renamed_argument
 from .schedules import Schedule
 
 __all__ = ["q_step", "q_mean_var", "q_sample", "randn_like"]
@@ -27,26 +27,27 @@ def randn_like(x: torch.Tensor, generator: torch.Generator | None = None) -> tor
     return torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
 
 
-def _noise(x: torch.Tensor, noise, generator) -> torch.Tensor:
-    if noise is None:
+def _noise(x: torch.Tensor, eps, generator) -> torch.Tensor:
+    if eps is None:
         return randn_like(x, generator)
-    check_finite(noise, "noise")
-    check_same_shape(noise, x, "noise", "x")
-    return noise
+    check_finite(eps, "eps")
+    check_same_shape(eps, x, "eps", "x")
+    return eps
 
 
-def q_step(schedule: Schedule, x_prev: torch.Tensor, t, noise: torch.Tensor | None = None,
-           generator: torch.Generator | None = None) -> torch.Tensor:
+def q_step(schedule: Schedule, x_prev: torch.Tensor, t, eps: torch.Tensor | None = None,
+           generator: torch.Generator | None = None, *, noise: torch.Tensor | None = None) -> torch.Tensor:
     r"""One forward step x_{t-1} -> x_t:  :math:`x_t = \sqrt{1-\beta_t}\,x_{t-1} + \sqrt{\beta_t}\,\epsilon`.
 
-    Args: ``x_prev`` (B, ...) holds x_{t-1}; ``t`` (B,) in 1..T; ``noise`` like ``x_prev`` (default fresh N(0, I)).
+    Args: ``x_prev`` (B, ...) holds x_{t-1}; ``t`` (B,) in 1..T; ``eps`` like ``x_prev`` (default fresh N(0, I);
+    ``noise=`` is its old name).
     Returns x_t, shape (B, ...).
 
     Taught in: notebooks/01_gaussian_mixture_diffusion.ipynb.
     """
     check_finite(x_prev, "x_prev")
     t = schedule.check_t(t, batch=x_prev.shape[0], device=x_prev.device)
-    eps = _noise(x_prev, noise, generator)
+    eps = _noise(x_prev, renamed_argument(eps, noise, "eps", "noise"), generator)
     return schedule.gather("sqrt_alphas", t, x_prev) * x_prev + schedule.gather("sqrt_betas", t, x_prev) * eps
 
 
@@ -64,17 +65,18 @@ def q_mean_var(schedule: Schedule, x0: torch.Tensor, t) -> tuple[torch.Tensor, t
     return mean, var
 
 
-def q_sample(schedule: Schedule, x0: torch.Tensor, t, noise: torch.Tensor | None = None,
-             generator: torch.Generator | None = None) -> torch.Tensor:
+def q_sample(schedule: Schedule, x0: torch.Tensor, t, eps: torch.Tensor | None = None,
+             generator: torch.Generator | None = None, *, noise: torch.Tensor | None = None) -> torch.Tensor:
     r"""Sample the jump: :math:`x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon`,
     :math:`\epsilon\sim\mathcal N(0,I)` (eq. 4; Algorithm 1 line 5). diffusers calls this ``add_noise``.
 
-    Args: ``x0`` (B, ...); ``t`` (B,) in 1..T; ``noise`` like ``x0`` (default fresh N(0, I) from ``generator``).
+    Args: ``x0`` (B, ...); ``t`` (B,) in 1..T; ``eps`` like ``x0`` (default fresh N(0, I) from ``generator``;
+    ``noise=`` is its old name).
     Returns x_t, shape (B, ...).
 
     Taught in: notebooks/02_closed_form_jump.ipynb.
     """
     check_finite(x0, "x0")
     t = schedule.check_t(t, batch=x0.shape[0], device=x0.device)
-    eps = _noise(x0, noise, generator)
+    eps = _noise(x0, renamed_argument(eps, noise, "eps", "noise"), generator)
     return schedule.gather("sqrt_alpha_bars", t, x0) * x0 + schedule.gather("sqrt_one_minus_alpha_bars", t, x0) * eps

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import torch
 
-from ._validate import check_finite
+from ._validate import check_finite, renamed_argument
 from .forward import q_sample, randn_like
-from .sampling import _call_model, _var_type
+from .reverse import call_model, check_var_type
 from .schedules import Schedule
 
 __all__ = ["elbo_weights", "sample_timesteps", "loss_simple", "loss_elbo_weighted"]
@@ -28,7 +28,7 @@ def elbo_weights(schedule: Schedule, var_type: str = "beta") -> torch.Tensor:
     At t = 1 the same formula is the weight of L_0 under a Gaussian decoder of variance sigma_1^2;
     for ``beta_tilde`` sigma_1^2 is the clipped value beta-tilde_2 (beta-tilde_1 = 0).
     """
-    if _var_type(var_type) == "beta":
+    if check_var_type(var_type) == "beta":
         sigma2 = schedule.betas.clone()
     else:
         sigma2 = schedule.posterior_log_variance_clipped.exp()
@@ -43,15 +43,15 @@ def sample_timesteps(schedule: Schedule, batch: int, device=None, generator: tor
     return torch.randint(1, schedule.T + 1, (batch,), generator=generator, device=gen_device).to(device)
 
 
-def _eps_error(schedule, model, x0, t, noise, generator):
+def _eps_error(schedule, model, x0, t, eps, generator):
     check_finite(x0, "x0")
     if t is None:
         t = sample_timesteps(schedule, x0.shape[0], device=x0.device, generator=generator)
     t = schedule.check_t(t, batch=x0.shape[0], device=x0.device)
-    if noise is None:
-        noise = randn_like(x0, generator)
-    xt = q_sample(schedule, x0, t, noise=noise)
-    sq = (noise - _call_model(model, xt, t)) ** 2
+    if eps is None:
+        eps = randn_like(x0, generator)
+    xt = q_sample(schedule, x0, t, eps=eps)
+    sq = (eps - call_model(model, xt, t)) ** 2
     return sq.reshape(sq.shape[0], -1).mean(dim=1), t
 
 
@@ -63,25 +63,29 @@ def _reduce(per_example: torch.Tensor, reduction: str) -> torch.Tensor:
     raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
 
 
-def loss_simple(schedule: Schedule, model, x0: torch.Tensor, t=None, noise: torch.Tensor | None = None,
-                generator: torch.Generator | None = None, reduction: str = "mean") -> torch.Tensor:
+def loss_simple(schedule: Schedule, model, x0: torch.Tensor, t=None, eps: torch.Tensor | None = None,
+                generator: torch.Generator | None = None, reduction: str = "mean", *,
+                noise: torch.Tensor | None = None) -> torch.Tensor:
     r"""Algorithm 1's loss :math:`\|\epsilon - \epsilon_\theta(\sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\epsilon, t)\|^2`
     (eq. 14), averaged over dimensions; t ~ U{1..T} and eps ~ N(0, I) unless given.
 
-    ``reduction="mean"`` gives a scalar; ``"none"`` gives one value per row (B,).
+    ``reduction="mean"`` gives a scalar; ``"none"`` gives one value per row (B,). ``noise=`` is the old
+    name of ``eps``.
     """
-    per_example, _ = _eps_error(schedule, model, x0, t, noise, generator)
+    eps = renamed_argument(eps, noise, "eps", "noise")
+    per_example, _ = _eps_error(schedule, model, x0, t, eps, generator)
     return _reduce(per_example, reduction)
 
 
-def loss_elbo_weighted(schedule: Schedule, model, x0: torch.Tensor, t=None, noise: torch.Tensor | None = None,
+def loss_elbo_weighted(schedule: Schedule, model, x0: torch.Tensor, t=None, eps: torch.Tensor | None = None,
                        generator: torch.Generator | None = None, var_type: str = "beta",
-                       reduction: str = "mean") -> torch.Tensor:
+                       reduction: str = "mean", *, noise: torch.Tensor | None = None) -> torch.Tensor:
     r"""The eps-loss with the bound's weights: :math:`T\,\lambda_t\,\|\epsilon-\epsilon_\theta\|^2 / D`.
 
     With t ~ U{1..T} its expectation is :math:`\frac1D\sum_{t=1}^T (L_{t-1} - C_t)`, the bound per
     dimension up to constants (for a continuous Gaussian decoder at t = 1).
     """
-    per_example, t = _eps_error(schedule, model, x0, t, noise, generator)
+    eps = renamed_argument(eps, noise, "eps", "noise")
+    per_example, t = _eps_error(schedule, model, x0, t, eps, generator)
     lam = elbo_weights(schedule, var_type).to(device=x0.device, dtype=per_example.dtype)[t]
     return _reduce(schedule.T * lam * per_example, reduction)

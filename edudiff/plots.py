@@ -20,9 +20,10 @@ Conventions: t runs 0..T (0 = data), as in :class:`edudiff.Schedule`'s tables; i
 Taught in: notebooks/01_gaussian_mixture_diffusion.ipynb, 02_closed_form_jump.ipynb, 03_posterior.ipynb
 (and used by the later notebooks).
 """
+
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -31,9 +32,19 @@ from matplotlib.figure import Figure
 
 from .schedules import Schedule
 
-__all__ = ["marginal_density_grid", "plot_density_heatmap", "plot_marginal_heatmap",
-           "plot_histograms_vs_marginals", "image_strip", "plot_schedules",
-           "plot_posterior_coefficients", "plot_densities", "make_interactive"]
+__all__ = [
+    "marginal_density_grid",
+    "plot_density_heatmap",
+    "plot_marginal_heatmap",
+    "plot_histograms_vs_marginals",
+    "image_strip",
+    "plot_schedules",
+    "plot_posterior_coefficients",
+    "plot_densities",
+    "make_interactive",
+    "show_images",
+    "plot_denoising_strip",
+]
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -68,9 +79,18 @@ def marginal_density_grid(mixture, schedule: Schedule, ts, xs) -> np.ndarray:
     return np.stack(rows)
 
 
-def plot_density_heatmap(density, ts, xs, ax=None, title: str = "density over t", cmap: str = "magma",
-                         vmax: float | None = None, xlabel: str = "step t",
-                         ylabel: str = "x", cbar_label: str = "density") -> Figure:
+def plot_density_heatmap(
+    density,
+    ts,
+    xs,
+    ax=None,
+    title: str = "density over t",
+    cmap: str = "magma",
+    vmax: float | None = None,
+    xlabel: str = "step t",
+    ylabel: str = "x",
+    cbar_label: str = "density",
+) -> Figure:
     """Draw ``density`` (shape (len(ts), len(xs))) as a heat-map: t on the horizontal axis, x vertical.
 
     ``vmax`` defaults to the 99th percentile so a sharp data density does not wash out later t.
@@ -81,8 +101,16 @@ def plot_density_heatmap(density, ts, xs, ax=None, title: str = "density over t"
         raise ValueError(f"density must have shape (len(ts), len(xs)) = ({ts.size}, {xs.size}); got {d.shape}")
     fig, ax = _new_axes(ax, (7, 3.2))
     vmax = float(np.quantile(d, 0.99)) if vmax is None else vmax
-    im = ax.imshow(d.T, origin="lower", aspect="auto", cmap=cmap, vmin=0.0, vmax=vmax,
-                   extent=(ts[0], ts[-1], xs[0], xs[-1]), interpolation="nearest")
+    im = ax.imshow(
+        d.T,
+        origin="lower",
+        aspect="auto",
+        cmap=cmap,
+        vmin=0.0,
+        vmax=vmax,
+        extent=(ts[0], ts[-1], xs[0], xs[-1]),
+        interpolation="nearest",
+    )
     cbar = fig.colorbar(im, ax=ax, pad=0.01)
     cbar.set_label(cbar_label)
     ax.set_xlabel(xlabel)
@@ -91,8 +119,17 @@ def plot_density_heatmap(density, ts, xs, ax=None, title: str = "density over t"
     return fig
 
 
-def plot_marginal_heatmap(mixture, schedule: Schedule, ts=None, xs=None, ax=None, paths=None, path_ts=None,
-                          path_colors=None, title: str | None = None) -> Figure:
+def plot_marginal_heatmap(
+    mixture,
+    schedule: Schedule,
+    ts=None,
+    xs=None,
+    ax=None,
+    paths=None,
+    path_ts=None,
+    path_colors=None,
+    title: str | None = None,
+) -> Figure:
     r"""The exact marginal q(x_t) of a 1-D mixture as a heat-map over t, with particle paths on top.
 
     ``ts`` defaults to 201 steps spread over 0..T, ``xs`` to 400 points over [-4, 4].
@@ -102,8 +139,9 @@ def plot_marginal_heatmap(mixture, schedule: Schedule, ts=None, xs=None, ax=None
     ts = np.unique(np.linspace(0, schedule.T, 201).round().astype(int)) if ts is None else _np(ts).reshape(-1)
     xs = np.linspace(-4, 4, 400) if xs is None else _np(xs).reshape(-1)
     dens = marginal_density_grid(mixture, schedule, ts, xs)
-    fig = plot_density_heatmap(dens, ts, xs, ax=ax, title=title or "exact marginal $q(x_t)$",
-                               ylabel="$x_t$", cbar_label="$q(x_t)$")
+    fig = plot_density_heatmap(
+        dens, ts, xs, ax=ax, title=title or "exact marginal $q(x_t)$", ylabel="$x_t$", cbar_label="$q(x_t)$"
+    )
     ax = fig.axes[0] if ax is None else ax
     if paths is not None:
         p = _np(paths)
@@ -117,22 +155,22 @@ def plot_marginal_heatmap(mixture, schedule: Schedule, ts=None, xs=None, ax=None
     return fig
 
 
-def plot_histograms_vs_marginals(mixture, schedule: Schedule, samples_by_t: Mapping[int, object],
-                                 xs=None, bins: int = 80, title: str | None = None) -> Figure:
+def plot_histograms_vs_marginals(
+    mixture, schedule: Schedule, samples_by_t: Mapping[int, object], xs=None, bins: int = 80, title: str | None = None
+) -> Figure:
     """One panel per step t: a density histogram of ``samples_by_t[t]`` against the exact q(x_t)."""
     _check_1d_mixture(mixture)
     if not samples_by_t:
         raise ValueError("samples_by_t is empty; give at least one {t: samples} entry")
     xs = np.linspace(-4, 4, 400) if xs is None else _np(xs).reshape(-1)
     items = list(samples_by_t.items())
-    fig, axes = plt.subplots(1, len(items), figsize=(2.6 * len(items), 2.6), sharey=True,
-                             layout="constrained", squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(items), figsize=(2.6 * len(items), 2.6), sharey=True, layout="constrained", squeeze=False
+    )
     for ax, (t, x) in zip(axes[0], items):
         x = _np(x).reshape(-1)
-        ax.hist(x, bins=bins, range=(xs[0], xs[-1]), density=True, color="C0", alpha=0.5,
-                label=f"{x.size} particles")
-        ax.plot(xs, marginal_density_grid(mixture, schedule, [t], xs)[0], color="C3", lw=1.5,
-                label="exact $q(x_t)$")
+        ax.hist(x, bins=bins, range=(xs[0], xs[-1]), density=True, color="C0", alpha=0.5, label=f"{x.size} particles")
+        ax.plot(xs, marginal_density_grid(mixture, schedule, [t], xs)[0], color="C3", lw=1.5, label="exact $q(x_t)$")
         ax.set_title(f"t = {int(t)}")
         ax.set_xlabel("$x_t$")
         ax.set_ylabel("density")
@@ -151,8 +189,9 @@ def _to_display(img: np.ndarray):
     return img
 
 
-def image_strip(images, ts: Sequence[int], row_labels: Sequence[str] | None = None,
-                title: str | None = None, size: float = 1.4) -> Figure:
+def image_strip(
+    images, ts: Sequence[int], row_labels: Sequence[str] | None = None, title: str | None = None, size: float = 1.4
+) -> Figure:
     """Images along t: ``images`` of shape (K, C, H, W) (one row) or (R, K, C, H, W) (R rows), values
     in [-1, 1] (shown clipped: -1 black, 1 white); ``ts`` names the K columns; ``row_labels`` the R rows.
     """
@@ -167,8 +206,9 @@ def image_strip(images, ts: Sequence[int], row_labels: Sequence[str] | None = No
         raise ValueError(f"ts has {len(ts)} entries but there are {K} images per row; they must match")
     if row_labels is not None and len(row_labels) != R:
         raise ValueError(f"row_labels has {len(row_labels)} entries for {R} rows")
-    fig, axes = plt.subplots(R, K, figsize=(size * K, size * R + (0.4 if title else 0.1)),
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        R, K, figsize=(size * K, size * R + (0.4 if title else 0.1)), squeeze=False, layout="constrained"
+    )
     for r in range(R):
         for k in range(K):
             ax = axes[r][k]
@@ -191,12 +231,17 @@ def plot_schedules(schedules: Mapping[str, Schedule], title: str | None = None) 
         u = np.arange(1, s.T + 1) / s.T
         axes[0].plot(u, s.betas[1:].numpy(), color=f"C{i}", label=name)
         axes[1].plot(u, s.alpha_bars[1:].numpy(), color=f"C{i}", label=rf"{name}: $\bar\alpha_t$")
-        axes[1].plot(u, s.sqrt_alpha_bars[1:].numpy(), color=f"C{i}", ls="--",
-                     label=rf"{name}: $\sqrt{{\bar\alpha_t}}$")
+        axes[1].plot(
+            u, s.sqrt_alpha_bars[1:].numpy(), color=f"C{i}", ls="--", label=rf"{name}: $\sqrt{{\bar\alpha_t}}$"
+        )
         axes[2].plot(u, np.log(s.snr[1:].numpy()), color=f"C{i}", label=name)
-    return _finish_panels(fig, axes, (r"$\beta_t$", r"$\bar\alpha_t$", r"$\log\,\mathrm{SNR}(t)$"),
-                          (r"$\beta_t$ (log scale)", "signal kept", r"log SNR $=\log\bar\alpha_t/(1-\bar\alpha_t)$"),
-                          title)
+    return _finish_panels(
+        fig,
+        axes,
+        (r"$\beta_t$", r"$\bar\alpha_t$", r"$\log\,\mathrm{SNR}(t)$"),
+        (r"$\beta_t$ (log scale)", "signal kept", r"log SNR $=\log\bar\alpha_t/(1-\bar\alpha_t)$"),
+        title,
+    )
 
 
 def _three_panels(schedules: Mapping[str, Schedule]):
@@ -230,16 +275,27 @@ def plot_posterior_coefficients(schedules: Mapping[str, Schedule], title: str | 
         axes[1].plot(u, s.posterior_mean_coef_xt[1:].numpy(), color=f"C{i}", label=name)
         axes[2].plot(u, (s.posterior_variance[1:] / s.betas[1:]).numpy(), color=f"C{i}", label=name)
     labels = (r"coefficient of $x_0$", r"coefficient of $x_t$", r"$\tilde\beta_t/\beta_t$")
-    titles = (r"$\sqrt{\bar\alpha_{t-1}}\beta_t/(1-\bar\alpha_t)$ (log scale)",
-              r"$\sqrt{\alpha_t}(1-\bar\alpha_{t-1})/(1-\bar\alpha_t)$",
-              r"$\tilde\beta_t/\beta_t=(1-\bar\alpha_{t-1})/(1-\bar\alpha_t)$")
+    titles = (
+        r"$\sqrt{\bar\alpha_{t-1}}\beta_t/(1-\bar\alpha_t)$ (log scale)",
+        r"$\sqrt{\alpha_t}(1-\bar\alpha_{t-1})/(1-\bar\alpha_t)$",
+        r"$\tilde\beta_t/\beta_t=(1-\bar\alpha_{t-1})/(1-\bar\alpha_t)$",
+    )
     return _finish_panels(fig, axes, labels, titles, title, title_size=9)
 
 
 # ------------------------------------------------------------------------------------ generic 1-D curves
-def plot_densities(xs, curves: Mapping[str, object], ax=None, samples=None, bins: int = 60,
-                   title: str = "densities", xlabel: str = "x", ylabel: str = "density",
-                   styles: Mapping[str, dict] | None = None, vlines: Mapping[str, float] | None = None) -> Figure:
+def plot_densities(
+    xs,
+    curves: Mapping[str, object],
+    ax=None,
+    samples=None,
+    bins: int = 60,
+    title: str = "densities",
+    xlabel: str = "x",
+    ylabel: str = "density",
+    styles: Mapping[str, dict] | None = None,
+    vlines: Mapping[str, float] | None = None,
+) -> Figure:
     """Several curves ``{label: values on xs}`` on one axes, optionally over a density histogram of
     ``samples`` and with labelled vertical markers ``vlines`` ({label: x})."""
     fig, ax = _new_axes(ax, (6, 3))
@@ -276,3 +332,32 @@ def make_interactive(fn: Callable, **controls):
         if hasattr(child, "continuous_update"):
             child.continuous_update = False
     return w
+
+
+# ------------------------------------------------------------------------------------ image models
+def show_images(images: torch.Tensor, nrow: int = 8, title: str | None = None, ax=None, scale: float = 0.6):
+    """Draw a grid of images (B, C, H, W) in [-1, 1] with matplotlib (:func:`edudiff.imageio.make_grid`);
+    returns the Axes.
+
+    Taught in: notebooks/06_unet_mnist.ipynb."""
+    from .imageio import make_grid
+
+    grid = make_grid(images, nrow=nrow)
+    if ax is None:
+        h, w = grid.shape[:2]
+        _, ax = plt.subplots(figsize=(max(2.0, scale * w / 16), max(2.0, scale * h / 16)))
+    ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_denoising_strip(frames: torch.Tensor, timesteps: list[int], title: str = "reverse process x_T -> x_0"):
+    """Plot :func:`edudiff.generate.denoising_strip`'s output (F, n, C, H, W): one column per frame (labelled
+    by t), one row per image -- :func:`image_strip` with frames and images swapped.
+
+    Taught in: notebooks/06_unet_mnist.ipynb."""
+    n = frames.shape[1]
+    return image_strip(frames.transpose(0, 1), timesteps, row_labels=[f"sample {i + 1}" for i in range(n)], title=title)

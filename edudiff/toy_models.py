@@ -12,26 +12,36 @@ sample-quality metrics (Wasserstein distances).
 
 Taught in: notebooks/05_l_simple.ipynb.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
+from ._validate import check_positive_int
 from .losses import loss_elbo_weighted, loss_simple
-from .sampling import _var_type
+from .reverse import check_var_type
 from .schedules import Schedule
+from .unet_blocks import timestep_embedding
 
-__all__ = ["SinusoidalTimeEmbedding", "LearnedTimeEmbedding", "ToyEpsMLP", "train_toy",
-           "wasserstein_1d", "sliced_wasserstein"]
+__all__ = [
+    "SinusoidalTimeEmbedding",
+    "LearnedTimeEmbedding",
+    "ToyEpsMLP",
+    "train_toy",
+    "wasserstein_1d",
+    "sliced_wasserstein",
+]
 
 
 class SinusoidalTimeEmbedding(nn.Module):
     r"""The transformer position encoding of the step, as in DDPM's U-Net:
-    :math:`[\sin(s\,\omega_k), \cos(s\,\omega_k)]_{k<\mathrm{dim}/2}` with :math:`\omega_k = 10000^{-k/(\mathrm{dim}/2)}`
+    :math:`[\sin(s\,\omega_k), \cos(s\,\omega_k)]_{k<\mathrm{dim}/2}`
+    with :math:`\omega_k = 10000^{-k/(\mathrm{dim}/2)}`
     and :math:`s = 1000\,t/T` (t rescaled to the paper's 1..1000 range, so the frequencies suit any T).
 
     ``t``: LongTensor (B,) in 1..T  ->  (B, dim) float32.
@@ -41,16 +51,22 @@ class SinusoidalTimeEmbedding(nn.Module):
         super().__init__()
         if dim < 2 or dim % 2:
             raise ValueError(f"dim must be an even int >= 2 (half sines, half cosines), got {dim}")
-        half = dim // 2
-        freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)
-        self.register_buffer("freqs", freqs, persistent=False)
         self.T = int(T)
         self.dim = dim
+        self.max_period = max_period
+        # An empty buffer whose dtype follows the module's (e.g. after .double()): the embedding's dtype.
+        self.register_buffer("dtype_anchor", torch.zeros(0), persistent=False)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        s = t.to(self.freqs.dtype) * (1000.0 / self.T)
-        args = s[:, None] * self.freqs[None]
-        return torch.cat([torch.sin(args), torch.cos(args)], dim=1)
+        # The U-Net's embedding with t rescaled to 1000 t / T and frequencies spaced by 1/half.
+        return timestep_embedding(
+            t,
+            self.dim,
+            self.max_period,
+            t_scale=1000.0 / self.T,
+            freq_denominator=self.dim // 2,
+            dtype=self.dtype_anchor.dtype,
+        )
 
 
 class LearnedTimeEmbedding(nn.Module):
@@ -90,20 +106,30 @@ class ToyEpsMLP(nn.Module):
     Taught in: notebooks/05_l_simple.ipynb.
     """
 
-    def __init__(self, dim: int = 1, T: int = 100, hidden: int = 128, depth: int = 3,
-                 time_embedding: str = "sinusoidal", emb_dim: int = 32, seed: int | None = None):
+    def __init__(
+        self,
+        dim: int = 1,
+        T: int = 100,
+        hidden: int = 128,
+        depth: int = 3,
+        time_embedding: str = "sinusoidal",
+        emb_dim: int = 32,
+        seed: int | None = None,
+    ):
         super().__init__()
-        for name, v, lo in (("dim", dim, 1), ("T", T, 1), ("hidden", hidden, 1), ("depth", depth, 1)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-                raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
+        for name, value in (("dim", dim), ("T", T), ("hidden", hidden), ("depth", depth)):
+            check_positive_int(value, name)
         if time_embedding not in ("sinusoidal", "learned"):
             raise ValueError(f"time_embedding must be 'sinusoidal' or 'learned', got {time_embedding!r}")
         self.dim, self.T, self.time_embedding_kind = int(dim), int(T), time_embedding
         with torch.random.fork_rng(devices=[]):
             if seed is not None:
                 torch.manual_seed(int(seed))
-            emb = (SinusoidalTimeEmbedding(emb_dim, T) if time_embedding == "sinusoidal"
-                   else LearnedTimeEmbedding(emb_dim, T))
+            emb = (
+                SinusoidalTimeEmbedding(emb_dim, T)
+                if time_embedding == "sinusoidal"
+                else LearnedTimeEmbedding(emb_dim, T)
+            )
             self.time_embed = nn.Sequential(emb, nn.Linear(emb_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
             self.inp = nn.Linear(dim, hidden)
             self.blocks = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(depth - 1))
@@ -115,13 +141,18 @@ class ToyEpsMLP(nn.Module):
         squeeze = x.ndim == 1
         if squeeze:
             if self.dim != 1:
-                raise ValueError(f"x has shape {tuple(x.shape)} but this model is for {self.dim}-D data; "
-                                 f"pass x of shape (B, {self.dim})")
+                raise ValueError(
+                    f"x has shape {tuple(x.shape)} but this model is for {self.dim}-D data; "
+                    f"pass x of shape (B, {self.dim})"
+                )
             h_in = x[:, None]
         else:
             if x.ndim != 2 or x.shape[1] != self.dim:
-                raise ValueError(f"x must have shape (B, {self.dim})" + (" or (B,)" if self.dim == 1 else "")
-                                 + f"; got {tuple(x.shape)}")
+                raise ValueError(
+                    f"x must have shape (B, {self.dim})"
+                    + (" or (B,)" if self.dim == 1 else "")
+                    + f"; got {tuple(x.shape)}"
+                )
             h_in = x
         if t.shape != (x.shape[0],):
             raise ValueError(f"t must be a LongTensor of shape (B,) = ({x.shape[0]},); got shape {tuple(t.shape)}")
@@ -147,14 +178,26 @@ def _draw(sampler, n: int, generator):
         return sampler.sample(n, generator=generator)
     if callable(sampler):
         return sampler(n, generator)
-    raise TypeError("sampler must have a .sample(n, generator=...) method (e.g. a GaussianMixture) "
-                    "or be a callable sampler(n, generator) returning a batch of x_0")
+    raise TypeError(
+        "sampler must have a .sample(n, generator=...) method (e.g. a GaussianMixture) "
+        "or be a callable sampler(n, generator) returning a batch of x_0"
+    )
 
 
-def train_toy(model: nn.Module, schedule: Schedule, sampler, loss: str = "simple", steps: int = 2000,
-              batch: int = 256, lr: float = 2e-3, generator: torch.Generator | None = None,
-              var_type: str = "beta", lr_decay: bool = True,
-              callback: Callable[[int, float], None] | None = None, num_threads: int | None = 1) -> list[float]:
+def train_toy(
+    model: nn.Module,
+    schedule: Schedule,
+    sampler,
+    loss: str = "simple",
+    steps: int = 2000,
+    batch: int = 256,
+    lr: float = 2e-3,
+    generator: torch.Generator | None = None,
+    var_type: str = "beta",
+    lr_decay: bool = True,
+    callback: Callable[[int, float], None] | None = None,
+    num_threads: int | None = 1,
+) -> list[float]:
     r"""Train an eps-model with Algorithm 1 on fresh samples of a toy distribution (no fixed dataset).
 
     Each step draws ``batch`` x_0 from ``sampler``, t ~ U{1..T} and eps ~ N(0, I) from ``generator``
@@ -178,29 +221,31 @@ def train_toy(model: nn.Module, schedule: Schedule, sampler, loss: str = "simple
     Taught in: notebooks/05_l_simple.ipynb.
     """
     if loss not in ("simple", "elbo"):
-        raise ValueError(f"loss must be 'simple' (L_simple, eq. 14) or 'elbo' (lambda_t-weighted, eq. 12); got {loss!r}")
-    _var_type(var_type)
-    for name, v in (("steps", steps), ("batch", batch)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
+        raise ValueError(
+            f"loss must be 'simple' (L_simple, eq. 14) or 'elbo' (lambda_t-weighted, eq. 12); got {loss!r}"
+        )
+    check_var_type(var_type)
+    for name, value in (("steps", steps), ("batch", batch)):
+        check_positive_int(value, name)
     if not float(lr) > 0:
         raise ValueError(f"lr must be > 0, got {lr}")
-    if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer))
-                                    or num_threads < 1):
-        raise ValueError(f"num_threads must be a positive int or None (keep the current setting), got {num_threads!r}")
+    if num_threads is not None:
+        check_positive_int(num_threads, "num_threads", fix="(or None: keep the current setting)")
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model has no trainable parameters")
     p0 = params[0]
     opt = torch.optim.Adam(params, lr=float(lr), foreach=True)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, (lambda i: 0.5 * (1 + math.cos(math.pi * i / steps))) if lr_decay else (lambda i: 1.0))
+        opt, (lambda i: 0.5 * (1 + math.cos(math.pi * i / steps))) if lr_decay else (lambda i: 1.0)
+    )
     previous_threads = torch.get_num_threads()
     if num_threads is not None:
         torch.set_num_threads(int(num_threads))
     try:
-        return _train_loop(model, schedule, sampler, loss, int(steps), int(batch), generator, var_type,
-                           opt, sched, p0, callback)
+        return _train_loop(
+            model, schedule, sampler, loss, int(steps), int(batch), generator, var_type, opt, sched, p0, callback
+        )
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -268,10 +313,10 @@ def sliced_wasserstein(x, y, n_projections: int = 256, generator: torch.Generato
             raise ValueError(f"x is 1-D but y has shape {tuple(yt.shape)}")
         return wasserstein_1d(xt, yt)
     if xt.ndim != 2 or yt.ndim != 2 or xt.shape[1] != yt.shape[1]:
-        raise ValueError(f"x and y must have shapes (N, d) and (M, d) with the same d; "
-                         f"got {tuple(xt.shape)} and {tuple(yt.shape)}")
-    if isinstance(n_projections, bool) or not isinstance(n_projections, (int, np.integer)) or n_projections < 1:
-        raise ValueError(f"n_projections must be a positive int, got {n_projections!r}")
+        raise ValueError(
+            f"x and y must have shapes (N, d) and (M, d) with the same d; got {tuple(xt.shape)} and {tuple(yt.shape)}"
+        )
+    check_positive_int(n_projections, "n_projections")
     theta = torch.randn(int(n_projections), xt.shape[1], generator=generator, dtype=torch.float64)
     theta = theta / theta.norm(dim=1, keepdim=True)
     px, py = (xt @ theta.T).numpy(), (yt @ theta.T).numpy()

@@ -34,176 +34,38 @@ Presets (parameter counts):
 
 Taught in: notebooks/06_unet_mnist.ipynb (piece by piece, shapes printed with :func:`describe`).
 """
+
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._validate import check_positive_int
+
+# The pieces (timestep embedding, residual and attention blocks, resampling) live in edudiff.unet_blocks;
+# re-exported here, where the notebooks import them.
+from .unet_blocks import AttentionBlock, Downsample, ResBlock, Upsample, timestep_embedding
+
 __all__ = [
-    "timestep_embedding", "ResBlock", "AttentionBlock", "Downsample", "Upsample",
-    "UNetConfig", "UNet", "ddpm_cifar10", "cifar10_small", "mnist_small", "mnist_tiny",
-    "count_parameters", "describe",
+    "timestep_embedding",
+    "ResBlock",
+    "AttentionBlock",
+    "Downsample",
+    "Upsample",
+    "UNetConfig",
+    "UNet",
+    "ddpm_cifar10",
+    "cifar10_small",
+    "cifar10_tiny",
+    "mnist_small",
+    "mnist_tiny",
+    "PRESETS",
+    "count_parameters",
+    "describe",
 ]
-
-
-# ----------------------------------------------------------------------------------------------
-# The pieces
-# ----------------------------------------------------------------------------------------------
-def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    r"""Sinusoidal embedding of the timesteps, as in DDPM (and the Transformer's positions).
-
-    With ``half = dim // 2`` frequencies :math:`\omega_i = \text{max\_period}^{-i/(\text{half}-1)}`,
-    :math:`i = 0..\text{half}-1` (from 1 down to 1/max_period), the embedding is
-
-    .. math:: \text{emb}(t) = [\sin(t\,\omega_0), ..., \sin(t\,\omega_{\text{half}-1}),
-                               \cos(t\,\omega_0), ..., \cos(t\,\omega_{\text{half}-1})]
-
-    (one zero column is appended when ``dim`` is odd). This is DDPM's ``get_timestep_embedding``.
-    Nearby t get nearby vectors, far-apart t nearly orthogonal ones, and the network can read
-    t at every scale from the fast (fine) to the slow (coarse) frequencies.
-
-    Args: ``t`` (B,) timesteps, 1..T by this course's convention (a LongTensor; it is used as float,
-    so float t -- e.g. for interpolation plots -- also works); ``dim`` >= 2.
-    Returns: float32 tensor (B, dim) on ``t``'s device.
-
-    Taught in: notebooks/06_unet_mnist.ipynb.
-    """
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"t must be a tensor of shape (B,), got {type(t).__name__}")
-    if t.ndim != 1:
-        raise ValueError(f"t must have shape (B,), one timestep per batch row; got shape {tuple(t.shape)}")
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2:
-        raise ValueError(f"dim must be an int >= 2 (the embedding width), got {dim!r}")
-    half = dim // 2
-    # With half == 1 there is one frequency, omega_0 = 1.
-    step = math.log(max_period) / max(half - 1, 1)
-    freqs = torch.exp(-step * torch.arange(half, dtype=torch.float32, device=t.device))
-    angles = t.float()[:, None] * freqs[None, :]                      # (B, half)
-    emb = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)    # (B, 2*half)
-    if dim % 2:
-        emb = F.pad(emb, (0, 1))
-    return emb
-
-
-class ResBlock(nn.Module):
-    r"""Wide-ResNet block with the time embedding added in the middle (DDPM's ``resnet_block``).
-
-    ::
-
-        h = conv3x3(SiLU(GroupNorm(x)))                  # in_ch  -> out_ch
-        h = h + Linear(SiLU(emb))[:, :, None, None]      # the timestep, one bias per channel
-        h = conv3x3(dropout(SiLU(GroupNorm(h))))         # out_ch -> out_ch  (zero-initialised)
-        return skip(x) + h                               # skip = 1x1 conv if in_ch != out_ch
-
-    Zero-initialising the last conv (as DDPM does, ``init_scale=0``; ``UNetConfig.zero_init``) makes
-    every block start as its skip connection, so the deep network starts out as a shallow one and
-    trains stably.
-
-    Shapes: ``x`` (B, in_ch, H, W), ``emb`` (B, emb_dim) -> (B, out_ch, H, W).
-
-    Taught in: notebooks/06_unet_mnist.ipynb.
-    """
-
-    def __init__(self, in_ch: int, out_ch: int, emb_dim: int, dropout: float = 0.0,
-                 num_groups: int = 32, zero_init: bool = True):
-        super().__init__()
-        self.norm1 = nn.GroupNorm(num_groups, in_ch)
-        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
-        self.emb_proj = nn.Linear(emb_dim, out_ch)
-        self.norm2 = nn.GroupNorm(num_groups, out_ch)
-        self.dropout = nn.Dropout(dropout)
-        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
-        self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
-        if zero_init:
-            nn.init.zeros_(self.conv2.weight)
-            nn.init.zeros_(self.conv2.bias)
-
-    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = h + self.emb_proj(F.silu(emb))[:, :, None, None]
-        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
-        return self.skip(x) + h
-
-
-class AttentionBlock(nn.Module):
-    r"""Self-attention over the H*W pixels, with a residual connection (DDPM's ``attn_block``).
-
-    The feature map is read as a sequence of H*W tokens of C channels each::
-
-        h = GroupNorm(x) as tokens                       # (B, H*W, C)
-        q, k, v = split(Linear(h))                       # each (B, heads, H*W, C/heads)
-        a = softmax(q k^T / sqrt(C/heads)) v             # F.scaled_dot_product_attention
-        return x + Linear(a) as a feature map            # output projection zero-initialised
-
-    Every pixel can look at every other one: convolutions only see a 3x3 neighbourhood, attention
-    gives the low-resolution feature maps a global view. DDPM uses one head (``num_heads=1``) and
-    per-pixel dense layers (its ``nin``), i.e. the ``Linear`` layers here (= 1x1 convolutions).
-    Cost grows like (H*W)^2, so it is used at low resolutions only.
-
-    Shapes: (B, C, H, W) -> (B, C, H, W).
-
-    Taught in: notebooks/06_unet_mnist.ipynb.
-    """
-
-    def __init__(self, channels: int, num_heads: int = 1, num_groups: int = 32, zero_init: bool = True):
-        super().__init__()
-        if channels % num_heads:
-            raise ValueError(f"num_heads={num_heads} must divide the channel count {channels}")
-        self.num_heads = num_heads
-        self.norm = nn.GroupNorm(num_groups, channels)
-        self.qkv = nn.Linear(channels, 3 * channels)      # q, k and v projections in one layer
-        self.proj_out = nn.Linear(channels, channels)
-        if zero_init:
-            nn.init.zeros_(self.proj_out.weight)
-            nn.init.zeros_(self.proj_out.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, C, H, W = x.shape
-        heads = self.num_heads
-        tokens = self.norm(x).permute(0, 2, 3, 1).reshape(B, H * W, C)   # (B, HW, C)
-        qkv = self.qkv(tokens).reshape(B, H * W, 3, heads, C // heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)                    # each (B, heads, HW, C/heads)
-        a = F.scaled_dot_product_attention(q, k, v)                       # (B, heads, HW, C/heads)
-        a = a.transpose(1, 2).reshape(B, H * W, C)                        # heads side by side again
-        out = self.proj_out(a).reshape(B, H, W, C).permute(0, 3, 1, 2)    # (B, C, H, W)
-        return x + out
-
-
-class Downsample(nn.Module):
-    r"""Halve the resolution with a stride-2 3x3 conv (channels unchanged).
-
-    DDPM's TensorFlow code pads asymmetrically ('SAME'); padding 1 on all sides gives the same
-    output size and the same parameters. Shapes: (B, C, H, W) -> (B, C, ceil(H/2), ceil(W/2)).
-
-    Taught in: notebooks/06_unet_mnist.ipynb.
-    """
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x)
-
-
-class Upsample(nn.Module):
-    r"""Double the resolution: nearest-neighbour upsampling, then a 3x3 conv (channels unchanged).
-
-    Shapes: (B, C, H, W) -> (B, C, 2H, 2W).
-
-    Taught in: notebooks/06_unet_mnist.ipynb.
-    """
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -243,11 +105,16 @@ class UNetConfig:
     time_embed_mult: int = 4
 
     def __post_init__(self):
-        for name in ("in_channels", "out_channels", "base_channels", "image_size", "num_groups",
-                     "num_heads", "time_embed_mult"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        for name in (
+            "in_channels",
+            "out_channels",
+            "base_channels",
+            "image_size",
+            "num_groups",
+            "num_heads",
+            "time_embed_mult",
+        ):
+            check_positive_int(getattr(self, name), name)
         if len(self.channel_mults) < 1 or any(int(m) < 1 for m in self.channel_mults):
             raise ValueError(f"channel_mults must be a non-empty tuple of positive ints, got {self.channel_mults!r}")
         object.__setattr__(self, "channel_mults", tuple(int(m) for m in self.channel_mults))
@@ -259,13 +126,17 @@ class UNetConfig:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout!r}")
         unused = set(self.attention_resolutions) - set(self.level_resolutions())
         if unused:
-            raise ValueError(f"attention_resolutions={self.attention_resolutions} includes {sorted(unused)}, "
-                             f"which is no level's resolution; with image_size={self.image_size} the levels "
-                             f"are at {self.level_resolutions()}")
+            raise ValueError(
+                f"attention_resolutions={self.attention_resolutions} includes {sorted(unused)}, "
+                f"which is no level's resolution; with image_size={self.image_size} the levels "
+                f"are at {self.level_resolutions()}"
+            )
         for c in self.level_channels():
             if c % self.num_groups:
-                raise ValueError(f"num_groups={self.num_groups} must divide every channel count; "
-                                 f"{c} (from base_channels * channel_mults) is not divisible")
+                raise ValueError(
+                    f"num_groups={self.num_groups} must divide every channel count; "
+                    f"{c} (from base_channels * channel_mults) is not divisible"
+                )
             if c % self.num_heads:
                 raise ValueError(f"num_heads={self.num_heads} must divide every channel count, not {c}")
 
@@ -288,8 +159,10 @@ class UNetConfig:
             return [n] * self.num_levels
         n = [int(k) for k in n]
         if len(n) != self.num_levels:
-            raise ValueError(f"num_res_blocks has {len(n)} entries but channel_mults has {self.num_levels} "
-                             f"levels; give one int, or one per level")
+            raise ValueError(
+                f"num_res_blocks has {len(n)} entries but channel_mults has {self.num_levels} "
+                f"levels; give one int, or one per level"
+            )
         return n
 
     @property
@@ -305,18 +178,40 @@ def ddpm_cifar10(**overrides) -> UNetConfig:
     GroupNorm(32), time embedding 128 -> 512 -> 512 (Ho et al. 2020, Appendix B).
     ``overrides`` replace fields, e.g. ``ddpm_cifar10(dropout=0.0)``.
     """
-    return replace(UNetConfig(in_channels=3, out_channels=3, base_channels=128, channel_mults=(1, 2, 2, 2),
-                              num_res_blocks=2, attention_resolutions=(16,), dropout=0.1, image_size=32,
-                              num_groups=32), **overrides)
+    return replace(
+        UNetConfig(
+            in_channels=3,
+            out_channels=3,
+            base_channels=128,
+            channel_mults=(1, 2, 2, 2),
+            num_res_blocks=2,
+            attention_resolutions=(16,),
+            dropout=0.1,
+            image_size=32,
+            num_groups=32,
+        ),
+        **overrides,
+    )
 
 
 def cifar10_small(**overrides) -> UNetConfig:
     """A 6.5M-parameter CIFAR-10 model (32x32x3) for a laptop GPU: DDPM's layout at half the width
     (ch=64) with 3 levels (32, 16, 8; widths 64, 128, 128) and attention at 16x16 and in the middle.
     """
-    return replace(UNetConfig(in_channels=3, out_channels=3, base_channels=64, channel_mults=(1, 2, 2),
-                              num_res_blocks=2, attention_resolutions=(16,), dropout=0.1, image_size=32,
-                              num_groups=32), **overrides)
+    return replace(
+        UNetConfig(
+            in_channels=3,
+            out_channels=3,
+            base_channels=64,
+            channel_mults=(1, 2, 2),
+            num_res_blocks=2,
+            attention_resolutions=(16,),
+            dropout=0.1,
+            image_size=32,
+            num_groups=32,
+        ),
+        **overrides,
+    )
 
 
 def mnist_small(**overrides) -> UNetConfig:
@@ -341,9 +236,20 @@ def mnist_small(**overrides) -> UNetConfig:
     * 28 is divisible by 4, so the digits are used as they are -- no padding to 32.
     * GroupNorm(8), time embedding 24 -> 96 -> 96, dropout 0.1 (MNIST overfits quickly).
     """
-    return replace(UNetConfig(in_channels=1, out_channels=1, base_channels=24, channel_mults=(1, 2, 4),
-                              num_res_blocks=1, attention_resolutions=(7,), dropout=0.1, image_size=28,
-                              num_groups=8), **overrides)
+    return replace(
+        UNetConfig(
+            in_channels=1,
+            out_channels=1,
+            base_channels=24,
+            channel_mults=(1, 2, 4),
+            num_res_blocks=1,
+            attention_resolutions=(7,),
+            dropout=0.1,
+            image_size=28,
+            num_groups=8,
+        ),
+        **overrides,
+    )
 
 
 def mnist_tiny(**overrides) -> UNetConfig:
@@ -351,9 +257,49 @@ def mnist_tiny(**overrides) -> UNetConfig:
     28 -> 14 -> 7 with 16, 32, 32 channels, one residual block per level, attention only in the
     middle, no dropout. A training step at batch 32 takes about 0.15 s on 2 CPU cores.
     """
-    return replace(UNetConfig(in_channels=1, out_channels=1, base_channels=16, channel_mults=(1, 2, 2),
-                              num_res_blocks=1, attention_resolutions=(), dropout=0.0, image_size=28,
-                              num_groups=8), **overrides)
+    return replace(
+        UNetConfig(
+            in_channels=1,
+            out_channels=1,
+            base_channels=16,
+            channel_mults=(1, 2, 2),
+            num_res_blocks=1,
+            attention_resolutions=(),
+            dropout=0.0,
+            image_size=28,
+            num_groups=8,
+        ),
+        **overrides,
+    )
+
+
+def cifar10_tiny(**overrides) -> UNetConfig:
+    """A tiny CIFAR-10 model for CI / ``EDUDIFF_FAST=1`` (32x32x3, levels 32 -> 16 -> 8,
+    widths 16, 32, 32, one residual block per level, attention only in the middle, no dropout)."""
+    return replace(
+        UNetConfig(
+            in_channels=3,
+            out_channels=3,
+            base_channels=16,
+            channel_mults=(1, 2, 2),
+            num_res_blocks=1,
+            attention_resolutions=(),
+            dropout=0.0,
+            image_size=32,
+            num_groups=8,
+        ),
+        **overrides,
+    )
+
+
+#: Model presets by name (``--preset``); each returns a :class:`UNetConfig` (keyword overrides allowed).
+PRESETS = {
+    "mnist_tiny": mnist_tiny,
+    "mnist_small": mnist_small,
+    "cifar10_tiny": cifar10_tiny,
+    "cifar10_small": cifar10_small,
+    "ddpm_cifar10": ddpm_cifar10,
+}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -406,8 +352,9 @@ class UNet(nn.Module):
         last = cfg.num_levels - 1
         c, skip_channels = ch, [ch]
         self.down = nn.ModuleList()
-        for i, (c_out, r, n) in enumerate(zip(cfg.level_channels(), cfg.level_resolutions(),
-                                              cfg.res_blocks_per_level())):
+        for i, (c_out, r, n) in enumerate(
+            zip(cfg.level_channels(), cfg.level_resolutions(), cfg.res_blocks_per_level())
+        ):
             blocks, attns = [], []
             for _ in range(n):
                 blocks.append(res(c, c_out))
@@ -452,24 +399,29 @@ class UNet(nn.Module):
         if x.ndim != 4:
             raise ValueError(f"x must have shape (B, C, H, W), got shape {tuple(x.shape)}")
         if x.shape[1] != cfg.in_channels:
-            raise ValueError(f"x has {x.shape[1]} channels (shape {tuple(x.shape)}) but the model expects "
-                             f"in_channels={cfg.in_channels}")
+            raise ValueError(
+                f"x has {x.shape[1]} channels (shape {tuple(x.shape)}) but the model expects "
+                f"in_channels={cfg.in_channels}"
+            )
         H, W = x.shape[-2:]
         if H % cfg.divisor or W % cfg.divisor:
-            raise ValueError(f"x has shape {tuple(x.shape)}: height and width must be divisible by "
-                             f"{cfg.divisor} = 2**(levels-1) for {cfg.num_levels} levels; pad the images "
-                             f"(e.g. F.pad(x, (2, 2, 2, 2)) takes 28x28 to 32x32) or change channel_mults")
+            raise ValueError(
+                f"x has shape {tuple(x.shape)}: height and width must be divisible by "
+                f"{cfg.divisor} = 2**(levels-1) for {cfg.num_levels} levels; pad the images "
+                f"(e.g. F.pad(x, (2, 2, 2, 2)) takes 28x28 to 32x32) or change channel_mults"
+            )
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"t must be a LongTensor of shape (B,), got {type(t).__name__}")
         if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
             raise TypeError(f"t must hold integer timesteps (torch.long), got dtype {t.dtype}; use t.long()")
         if t.ndim != 1 or t.shape[0] != x.shape[0]:
-            raise ValueError(f"t must have shape (B,) = ({x.shape[0]},), one timestep per row of x; "
-                             f"got shape {tuple(t.shape)}")
+            raise ValueError(
+                f"t must have shape (B,) = ({x.shape[0]},), one timestep per row of x; got shape {tuple(t.shape)}"
+            )
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         self.check_inputs(x, t)
-        emb = self.time_embed(timestep_embedding(t, self.config.base_channels))   # (B, 4ch)
+        emb = self.time_embed(timestep_embedding(t, self.config.base_channels))  # (B, 4ch)
 
         h = self.conv_in(x)
         skips = [h]
@@ -515,8 +467,10 @@ def describe(model: UNet, x: torch.Tensor, t: torch.Tensor, print_fn=print) -> l
     hooks = []
     for name, module in model.named_modules():
         if isinstance(module, kinds) or name in top:
+
             def hook(mod, args, out, name=name):
                 rows.append((name, type(mod).__name__, tuple(out.shape), count_parameters(mod)))
+
             hooks.append(module.register_forward_hook(hook))
     try:
         with torch.no_grad():

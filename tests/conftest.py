@@ -1,4 +1,5 @@
 """Fixtures shared by every test file (the repository's conftest.py sets EDUDIFF_FAST/EDUDIFF_DATA)."""
+
 import http.server
 import threading
 import types

@@ -44,7 +44,10 @@ EVIL = {
     "dotdot": [("ok/../../escaped.txt", tarfile.REGTYPE, b"x")],
     "symlink-absolute": [("ok/passwd", tarfile.SYMTYPE, b"", "/etc/passwd")],
     "symlink-outside": [("ok/up", tarfile.SYMTYPE, b"", "../../outside")],
-    "symlink-then-write-through": [("ok/up", tarfile.SYMTYPE, b"", "../.."), ("ok/up/escaped.txt", tarfile.REGTYPE, b"x")],
+    "symlink-then-write-through": [
+        ("ok/up", tarfile.SYMTYPE, b"", "../.."),
+        ("ok/up/escaped.txt", tarfile.REGTYPE, b"x"),
+    ],
     "hardlink-outside": [("ok/hard", tarfile.LNKTYPE, b"", "../escaped.txt")],
     "char-device": [("ok/null", tarfile.CHRTYPE)],
     "block-device": [("ok/disk", tarfile.BLKTYPE)],
@@ -63,8 +66,11 @@ def test_malicious_member_is_refused_and_named(tmp_path, extraction_path, case):
         archives.safe_extractall(archive, dest)
     message = str(err.value)
     assert repr(bad_name) in message and str(archive) in message and "download it again" in message
-    outside = [p for p in tmp_path.rglob("*") if p != archive and not p.is_relative_to(dest)
-               and p not in (tmp_path / "box", dest)]
+    outside = [
+        p
+        for p in tmp_path.rglob("*")
+        if p != archive and not p.is_relative_to(dest) and p not in (tmp_path / "box", dest)
+    ]
     assert outside == [], f"files written outside the destination: {outside}"
     assert list(dest.iterdir()) == []  # every member is checked before anything is written
 
@@ -72,17 +78,21 @@ def test_malicious_member_is_refused_and_named(tmp_path, extraction_path, case):
 def test_no_absolute_member_reached_tmp(tmp_path):
     assert not (tmp_path.parent / "edudiff-absolute-evil.txt").exists()
     import pathlib
+
     assert not pathlib.Path("/tmp/edudiff-absolute-evil.txt").exists()
 
 
 def test_benign_archive_with_internal_links_extracts_the_same_on_both_paths(tmp_path, monkeypatch):
     archive = tmp_path / "good.tar"
-    _archive(archive, ("ok/sub/data.bin", tarfile.REGTYPE, b"\x00\x01\x02"),
-             ("ok/alias", tarfile.SYMTYPE, b"", "sub/data.bin"),
-             ("ok/hard", tarfile.LNKTYPE, b"", "ok/first.txt"),
-             ("ok/dir", tarfile.DIRTYPE))
+    _archive(
+        archive,
+        ("ok/sub/data.bin", tarfile.REGTYPE, b"\x00\x01\x02"),
+        ("ok/alias", tarfile.SYMTYPE, b"", "sub/data.bin"),
+        ("ok/hard", tarfile.LNKTYPE, b"", "ok/first.txt"),
+        ("ok/dir", tarfile.DIRTYPE),
+    )
     results = {}
-    for has_filter in ([True, False] if archives.HAS_DATA_FILTER else [False]):
+    for has_filter in [True, False] if archives.HAS_DATA_FILTER else [False]:
         monkeypatch.setattr(archives, "HAS_DATA_FILTER", has_filter)
         dest = tmp_path / f"dest-{has_filter}"
         names = archives.safe_extractall(archive, dest)
@@ -93,14 +103,17 @@ def test_benign_archive_with_internal_links_extracts_the_same_on_both_paths(tmp_
     assert len(set(map(tuple, results.values()))) == 1
 
 
-@pytest.mark.parametrize("reason_case, member, reason", [
-    ("absolute", _member("/etc/x")[0], "absolute path"),
-    ("dotdot", _member("a/../../x")[0], "leaves the destination"),
-    ("fifo", _member("p", tarfile.FIFOTYPE)[0], "special file"),
-    ("link", _member("l", tarfile.SYMTYPE, linkname="/")[0], "absolute path"),
-    ("fine", _member("a/b.txt")[0], None),
-    ("fine-link", _member("a/l", tarfile.SYMTYPE, linkname="../b")[0], None),
-])
+@pytest.mark.parametrize(
+    "reason_case, member, reason",
+    [
+        ("absolute", _member("/etc/x")[0], "absolute path"),
+        ("dotdot", _member("a/../../x")[0], "leaves the destination"),
+        ("fifo", _member("p", tarfile.FIFOTYPE)[0], "special file"),
+        ("link", _member("l", tarfile.SYMTYPE, linkname="/")[0], "absolute path"),
+        ("fine", _member("a/b.txt")[0], None),
+        ("fine-link", _member("a/l", tarfile.SYMTYPE, linkname="../b")[0], None),
+    ],
+)
 def test_check_member_reasons(tmp_path, reason_case, member, reason):
     got = archives.check_member(member, tmp_path)
     assert (got is None) if reason is None else (reason in got), (reason_case, got)
@@ -108,7 +121,7 @@ def test_check_member_reasons(tmp_path, reason_case, member, reason):
 
 def test_feature_detection_matches_tarfile():
     # "don't compare version numbers": the flag is whatever tarfile actually offers
-    assert archives.HAS_DATA_FILTER == hasattr(tarfile, "data_filter")
+    assert hasattr(tarfile, "data_filter") == archives.HAS_DATA_FILTER
 
 
 @pytest.mark.skipif(not archives.HAS_DATA_FILTER, reason="this Python's tarfile has no extraction filters")

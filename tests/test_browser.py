@@ -26,15 +26,15 @@ Needs Chromium (`.ci/install_browser.sh`, or `sudo apt-get install chromium`; el
 EDUDIFF_CHROMIUM=/path/to/chrome) and the `playwright` Python package (no `playwright install`: the
 system Chromium is used). Without them the tests skip with a message. Deselect with -m "not browser".
 """
+
 from __future__ import annotations
 
 import os
 import time
 from pathlib import Path
 
+import browser as bh
 import pytest
-
-import browser_helpers as bh
 
 pytestmark = pytest.mark.browser
 
@@ -60,7 +60,9 @@ class _Summary:
         for s in self.servers:
             tr.write_line(s)
         for r in self.reports:
-            tr.write_line(r.summary().splitlines()[0] + ("" if not r.problems else f"  -- {len(r.problems)} problem(s)"))
+            tr.write_line(
+                r.summary().splitlines()[0] + ("" if not r.problems else f"  -- {len(r.problems)} problem(s)")
+            )
         if self.reports:
             total = sum(r.seconds_total for r in self.reports)
             tr.write_line(f"browser time over {len(self.reports)} notebook(s): {total:.1f} s")
@@ -91,9 +93,11 @@ def screenshots(request) -> _Summary:
 def browser():
     chromium = bh.find_chromium()
     if chromium is None:
-        where = (f"EDUDIFF_CHROMIUM={os.environ['EDUDIFF_CHROMIUM']} is not an executable"
-                 if os.environ.get("EDUDIFF_CHROMIUM") else
-                 "no Chromium at /usr/bin/chromium or on PATH (chromium, google-chrome)")
+        where = (
+            f"EDUDIFF_CHROMIUM={os.environ['EDUDIFF_CHROMIUM']} is not an executable"
+            if os.environ.get("EDUDIFF_CHROMIUM")
+            else "no Chromium at /usr/bin/chromium or on PATH (chromium, google-chrome)"
+        )
         pytest.skip(
             f"browser test skipped: {where}. Install it with `.ci/install_browser.sh` "
             "(Debian/Ubuntu: `sudo apt-get install chromium`) or point EDUDIFF_CHROMIUM at a Chrome/Chromium."
@@ -101,14 +105,17 @@ def browser():
     sync_api = pytest.importorskip(
         "playwright.sync_api",
         reason="browser test skipped: the `playwright` Python package is missing "
-               "(pip install -e '.[test]'; no `playwright install` needed, the system Chromium is used)",
+        "(pip install -e '.[test]'; no `playwright install` needed, the system Chromium is used)",
     )
     with sync_api.sync_playwright() as p:
         try:
             b = p.chromium.launch(executable_path=chromium, args=bh.CHROMIUM_ARGS, timeout=60_000)
-        except Exception as exc:  # noqa: BLE001
-            pytest.fail(f"Chromium at {chromium} is installed but does not start under Playwright: {exc}\n"
-                        f"(deselect the browser tests with -m 'not browser')", pytrace=False)
+        except Exception as exc:  # any launch failure: skip with its message
+            pytest.fail(
+                f"Chromium at {chromium} is installed but does not start under Playwright: {exc}\n"
+                f"(deselect the browser tests with -m 'not browser')",
+                pytrace=False,
+            )
         yield b
         b.close()
 
@@ -128,7 +135,8 @@ def lab_servers(browser, screenshots, tmp_path_factory):
         for label, server in servers.items():
             server.wait_started()
             screenshots.servers.append(
-                f"{label} server: `{' '.join(server.command)}` up in {server.startup_seconds:.1f} s")
+                f"{label} server: `{' '.join(server.command)}` up in {server.startup_seconds:.1f} s"
+            )
             # one browser context per server: its pages share the login cookie and the HTTP cache
             server.browser_context = browser.new_context(viewport=bh.VIEWPORT)
     except RuntimeError as exc:
@@ -152,8 +160,15 @@ def _check(browser, server, name, summary: _Summary, **kw) -> bh.NotebookReport:
 @pytest.fixture(scope="session")
 def control_report(browser, lab_servers, screenshots) -> bh.NotebookReport:
     """The control notebook, run once in the browser (short waits: its failures are deliberate)."""
-    return _check(browser, lab_servers["control"], CONTROL_NOTEBOOK, screenshots,
-                  run_timeout=120, widget_timeout=10, figure_timeout=5)
+    return _check(
+        browser,
+        lab_servers["control"],
+        CONTROL_NOTEBOOK,
+        screenshots,
+        run_timeout=120,
+        widget_timeout=10,
+        figure_timeout=5,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -162,14 +177,17 @@ def control_report(browser, lab_servers, screenshots) -> bh.NotebookReport:
 def test_widgets_render_and_sliders_redraw_figures(control_report):
     """The widget front end works at all: the installed JupyterLab + jupyterlab_widgets render
     ipywidgets.interactive sliders, and moving each redraws its matplotlib figure (control notebook,
-    code cells 1-6)."""
+    cells 1-6)."""
     rep = control_report
     good = [p for p in rep.problems if p.cell not in bh.CONTROL_EXPECTED_PROBLEMS]
     assert not good, "the working part of the control notebook fails in the browser:\n" + rep.summary()
     moves = rep.slider_moves[: bh.CONTROL_GOOD_WIDGETS]
     assert len(moves) == bh.CONTROL_GOOD_WIDGETS and all(m.endswith("(changed)") for m in moves), (
-        "the IntSlider and FloatSlider of code cells 3-4 should each redraw their figure\n" + rep.summary())
-    assert "ArrowLeft" in moves[1], "the FloatSlider starts at its maximum: expected the ArrowLeft fallback\n" + rep.summary()
+        "the IntSlider and FloatSlider of cells 3-4 should each redraw their figure\n" + rep.summary()
+    )
+    assert "ArrowLeft" in moves[1], (
+        "the FloatSlider starts at its maximum: expected the ArrowLeft fallback\n" + rep.summary()
+    )
     assert rep.n_sliders == 3, f"expected 3 rendered sliders, got {rep.n_sliders}\n" + rep.summary()
 
 
@@ -179,7 +197,7 @@ def test_checks_catch_known_failures(control_report):
     reported, on the right cell."""
     found = {(p.cell, p.kind) for p in control_report.problems}
     missed = [(c, k) for c, k in bh.CONTROL_EXPECTED_PROBLEMS.items() if (c, k) not in found]
-    assert not missed, f"the checks missed (code cell, problem) {missed}\n" + control_report.summary()
+    assert not missed, f"the checks missed (cell, problem) {missed}\n" + control_report.summary()
     texts = "\n".join(str(p) for p in control_report.problems)
     assert "deliberate error" in texts and "model not found" in texts, control_report.summary()
 
@@ -190,6 +208,7 @@ def test_concept_notebook_in_browser(browser, lab_servers, screenshots, notebook
     rep = _check(browser, lab_servers["course"], notebook.name, screenshots, run_timeout=RUN_TIMEOUT)
     assert not rep.problems, (
         f"{notebook.name} as a student sees it in JupyterLab ({time.monotonic() - t0:.0f} s); "
-        f"screenshots in {screenshots.shots}:\n" + rep.summary())
+        f"screenshots in {screenshots.shots}:\n" + rep.summary()
+    )
     if bh.notebook_expectations(notebook)["n_slider_calls"]:
         assert rep.slider_moves, f"{notebook.name} constructs sliders but none could be moved\n" + rep.summary()

@@ -1,4 +1,5 @@
 """Tests for edudiff.checkpoint: atomic saving, weights-only loading, and clear errors."""
+
 from __future__ import annotations
 
 import pickle
@@ -16,9 +17,13 @@ def _state(seed: int = 0) -> dict:
     opt = torch.optim.AdamW(lin.parameters(), lr=1e-3)
     lin(torch.randn(4, 3)).sum().backward()
     opt.step()
-    return {"model": lin.state_dict(), "optimizer": opt.state_dict(), "step": 7,
-            "rng": {"torch_cpu": torch.get_rng_state(), "noise": torch.Generator().manual_seed(seed).get_state()},
-            "config": {"lr": 1e-3, "preset": "mnist_tiny", "limit": None, "mults": (1, 2, 2), "flags": [True, False]}}
+    return {
+        "model": lin.state_dict(),
+        "optimizer": opt.state_dict(),
+        "step": 7,
+        "rng": {"torch_cpu": torch.get_rng_state(), "noise": torch.Generator().manual_seed(seed).get_state()},
+        "config": {"lr": 1e-3, "preset": "mnist_tiny", "limit": None, "mults": (1, 2, 2), "flags": [True, False]},
+    }
 
 
 def _assert_same(a, b):
@@ -97,8 +102,9 @@ def test_truncated_checkpoint_error_names_file_and_fix(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
-@pytest.mark.parametrize("content", [b"", b"hello, I am a text file\n", b"\x80\x04garbage",
-                                     np.random.default_rng(0).bytes(2000)])
+@pytest.mark.parametrize(
+    "content", [b"", b"hello, I am a text file\n", b"\x80\x04garbage", np.random.default_rng(0).bytes(2000)]
+)
 def test_garbage_file_raises_checkpoint_error(tmp_path, content):
     path = tmp_path / "last.pt"
     path.write_bytes(content)
@@ -146,9 +152,96 @@ def test_missing_file_and_folder(tmp_path):
 
 def test_remove_stale_temp_files(tmp_path):
     save_checkpoint(tmp_path / "last.pt", {"step": 1})
-    stale = tmp_path / ".last.pt.1234.abcd.tmp"          # what a process killed mid-save leaves
+    stale = tmp_path / ".last.pt.1234.abcd.tmp"  # what a process killed mid-save leaves
     stale.write_bytes(b"partial")
     other = tmp_path / "notes.tmp"
     other.write_text("not ours")
     assert remove_stale_temp_files(tmp_path) == [stale]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "notes.tmp"]
+
+
+# ------------------------------------------------------------------------------------------------
+# The training-checkpoint format: the schedule travels with the model; version-1 files still load
+# ------------------------------------------------------------------------------------------------
+def _version1_checkpoint(T: int, beta_1: float, beta_T: float) -> dict:
+    """A checkpoint dict exactly as edudiff.train wrote it before the format stored the schedule (version 1):
+    the keys and the config fields of that version, written out by hand (not with today's code)."""
+    import dataclasses
+
+    from edudiff.unet import UNet, mnist_tiny
+
+    torch.manual_seed(0)
+    unet_config = mnist_tiny()
+    model = UNet(unet_config)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    config = {"dataset": "mnist", "preset": "mnist_tiny", "unet": None, "steps": 200, "batch_size": 32, "lr": 1e-3,
+              "warmup": 20, "weight_decay": 0.0, "grad_clip": 1.0, "ema_decay": 0.99, "T": T, "beta_1": beta_1,
+              "beta_T": beta_T, "seed": 0, "out": "runs/mnist_fast", "ckpt_every": 100, "snapshot_every": 0,
+              "sample_every": 0, "log_every": 10, "n_samples": 16, "sample_ddim_steps": 0, "data_root": None,
+              "download": False, "limit": None, "hflip": None, "device": None, "compile": False,
+              "channels_last": None, "bf16": True}  # fmt: skip
+    return {
+        "format": "edudiff-train",
+        "version": 1,
+        "step": 3,
+        "model": model.state_dict(),
+        "ema": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "rng": {
+            "noise": torch.Generator().get_state(),
+            "noise_device": "cpu",
+            "per_rank": [{"torch_cpu": torch.get_rng_state()}],
+            "data_order": {
+                "seed": 0,
+                "epoch": 0,
+                "batch_in_epoch": 3,
+                "num_images": 320,
+                "global_batch": 32,
+                "world_size": 1,
+            },
+        },
+        "config": config,
+        "unet_config": dataclasses.asdict(unet_config),
+        "losses": torch.ones(3),
+    }
+
+
+def test_version1_checkpoint_samples_with_its_own_schedule(tmp_path):
+    from edudiff import Schedule
+    from edudiff.checkpoint import load_model
+    from edudiff.generate import sample_images
+    from edudiff.train import TrainConfig
+
+    path = save_checkpoint(tmp_path / "old.pt", _version1_checkpoint(T=40, beta_1=2e-4, beta_T=0.05))
+    with pytest.warns(UserWarning, match=r"predates stored schedules.*T=40, beta_1=0.0002, beta_T=0.05"):
+        model, schedule, state = load_model(path, device="cpu")
+    # the linear schedule from its own numbers (not the defaults T=1000, 1e-4, 0.02)
+    expected = np.linspace(2e-4, 0.05, 40)
+    np.testing.assert_allclose(schedule.betas[1:].numpy(), expected, rtol=1e-12)
+    assert schedule.betas.dtype == torch.float64 and not model.training
+    x = sample_images(model, schedule, 2, (1, 28, 28), ddim_steps=None, seed=0)  # Algorithm 2: all 40 steps
+    assert x.shape == (2, 1, 28, 28) and bool(torch.isfinite(x).all())
+    cfg = TrainConfig.from_dict(state["config"])
+    assert cfg.ddim_steps is None, "the old sample_ddim_steps=0 (Algorithm 2) reads as ddim_steps=None"
+    assert isinstance(Schedule(state.get("betas", schedule.betas[1:])), Schedule)
+
+
+def test_version1_checkpoint_without_schedule_numbers_fails_clearly(tmp_path):
+    from edudiff.checkpoint import load_model
+
+    state = _version1_checkpoint(T=40, beta_1=2e-4, beta_T=0.05)
+    del state["config"]["beta_T"]
+    path = save_checkpoint(tmp_path / "older.pt", state)
+    with pytest.raises(CheckpointError, match=r"older.pt holds no schedule.*lacks \['beta_T'\]"):
+        load_model(path, device="cpu")
+
+
+def test_checkpoint_stores_the_schedule_it_was_trained_with(tmp_path):
+    """A new checkpoint holds betas (float64); load_model uses them even when the config's numbers disagree."""
+    from edudiff.checkpoint import load_model
+
+    state = _version1_checkpoint(T=40, beta_1=2e-4, beta_T=0.05)
+    betas = torch.linspace(1e-3, 0.2, 30, dtype=torch.float64) ** 1.5  # not linear: only readable from betas
+    state.update(version=2, betas=betas)
+    _, schedule, _ = load_model(save_checkpoint(tmp_path / "new.pt", state), device="cpu")
+    assert schedule.T == 30 and torch.equal(schedule.betas[1:], betas)

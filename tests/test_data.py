@@ -23,7 +23,7 @@ import torch
 from edudiff import archives, data
 from edudiff.data import DatasetError, DatasetNotFoundError, DownloadError
 
-from datasets import DATA, REPO  # noqa: E402,F401
+from dataset_paths import DATA, REPO  # noqa: E402,F401
 MNIST_RAW = DATA / "MNIST" / "raw"
 FASHION_RAW = DATA / "FashionMNIST" / "raw"
 SUBSET = DATA / "cifar-10-subset" / "cifar-10-batches-py"

@@ -9,6 +9,7 @@
 * The MNIST classifier: accuracy above 90% after a tiny training on a subset, caching, and the
   sample-quality report on real and noise images.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,12 +21,23 @@ import torch
 from scipy import stats
 
 from edudiff import Schedule
-from edudiff.evaluate import (MNISTClassifier, check_8bit, classifier_accuracy, format_quality, frechet_distance,
-                              frechet_distance_features, load_or_train_classifier, mnist_sample_quality,
-                              nll_bits_per_dim, sample_quality, train_classifier, zero_eps_model)
+from edudiff.evaluate import (
+    MNISTClassifier,
+    check_8bit,
+    classifier_accuracy,
+    format_quality,
+    frechet_distance,
+    frechet_distance_features,
+    load_or_train_classifier,
+    mnist_sample_quality,
+    nll_bits_per_dim,
+    sample_quality,
+    train_classifier,
+    zero_eps_model,
+)
 
 REPO = Path(__file__).resolve().parent.parent
-from datasets import DATA, needs_mnist  # noqa: E402
+from dataset_paths import DATA, needs_mnist
 
 
 # ------------------------------------------------------------------------------------------------
@@ -34,9 +46,11 @@ from datasets import DATA, needs_mnist  # noqa: E402
 def _w2_symmetric(mu1, s1, mu2, s2) -> float:
     """Closed form via tr((S1^1/2 S2 S1^1/2)^1/2), with both square roots from numpy's eigh
     (no scipy.linalg.sqrtm, no product S1 S2)."""
+
     def psd_sqrt(a):
         w, v = np.linalg.eigh(a)
         return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
     r1 = psd_sqrt(s1)
     cross = np.trace(psd_sqrt(r1 @ s2 @ r1))
     return float(np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * cross)
@@ -44,7 +58,7 @@ def _w2_symmetric(mu1, s1, mu2, s2) -> float:
 
 def test_frechet_closed_forms():
     # 1-D: (mu1 - mu2)^2 + (sigma1 - sigma2)^2
-    assert frechet_distance([0.5], [[4.0]], [-1.0], [[0.25]]) == pytest.approx(1.5 ** 2 + (2 - 0.5) ** 2, rel=1e-12)
+    assert frechet_distance([0.5], [[4.0]], [-1.0], [[0.25]]) == pytest.approx(1.5**2 + (2 - 0.5) ** 2, rel=1e-12)
     # diagonal: sum (sqrt a - sqrt b)^2
     a, b = np.array([1.0, 2.0, 9.0]), np.array([4.0, 0.5, 1.0])
     m1, m2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, -1.0])
@@ -80,8 +94,12 @@ def test_frechet_from_samples_matches_the_gaussians():
     L1, L2 = np.array([[1.0, 0, 0], [0.5, 1.0, 0], [0.2, -0.3, 0.7]]), np.array([[0.8, 0, 0], [0, 1.2, 0], [0.4, 0, 1]])
     s1, s2 = L1 @ L1.T, L2 @ L2.T
     truth = _w2_symmetric(mu1, s1, mu2, s2)
-    est = np.array([frechet_distance_features(rng.normal(size=(N, d)) @ L1.T + mu1,
-                                              rng.normal(size=(N, d)) @ L2.T + mu2) for _ in range(R)])
+    est = np.array(
+        [
+            frechet_distance_features(rng.normal(size=(N, d)) @ L1.T + mu1, rng.normal(size=(N, d)) @ L2.T + mu2)
+            for _ in range(R)
+        ]
+    )
     se = est.std(ddof=1) / math.sqrt(R)
     bias_bound = (np.trace(s1) + np.trace(s2)) / N
     assert abs(est.mean() - truth) < 4 * se + bias_bound, f"FD {est.mean():.4f} +- {se:.4f} vs closed form {truth:.4f}"
@@ -105,17 +123,17 @@ def _expected_bound_zero_model(x0: np.ndarray, T: int) -> tuple[float, float, fl
     abar = np.cumprod(alphas)
     # L_T = KL(N(sqrt(abar_T) x0, 1 - abar_T) || N(0, 1))
     vT = 1 - abar[-1]
-    LT = np.sum(0.5 * (vT + abar[-1] * x0 ** 2 - 1 - np.log(vT)))
+    LT = np.sum(0.5 * (vT + abar[-1] * x0**2 - 1 - np.log(vT)))
     # L_{t-1}, t >= 2: KL(N(mu~, beta~) || N(x_t/sqrt(alpha_t), beta_t)) averaged over x_t ~ q(x_t|x0)
     diff = 0.0
     for t in range(2, T + 1):
         b, a, ab, ab_prev = betas[t - 1], alphas[t - 1], abar[t - 1], abar[t - 2]
         bt = (1 - ab_prev) / (1 - ab) * b
         c0, ct = math.sqrt(ab_prev) * b / (1 - ab), math.sqrt(a) * (1 - ab_prev) / (1 - ab)
-        k = ct - 1 / math.sqrt(a)            # mu~ - x_t/sqrt(alpha_t) = c0 x0 + k x_t
+        k = ct - 1 / math.sqrt(a)  # mu~ - x_t/sqrt(alpha_t) = c0 x0 + k x_t
         mean = (c0 + k * math.sqrt(ab)) * x0
-        var = k ** 2 * (1 - ab)
-        diff += np.sum(0.5 * (np.log(b / bt) + bt / b - 1 + (mean ** 2 + var) / b))
+        var = k**2 * (1 - ab)
+        diff += np.sum(0.5 * (np.log(b / bt) + bt / b - 1 + (mean**2 + var) / b))
     # L_0 = -log P(bin of x0) under N(x_1/sqrt(alpha_1), beta_1), x_1 = sqrt(alpha_1) x0 + sqrt(beta_1) z
     z, w = np.polynomial.hermite_e.hermegauss(80)
     w = w / w.sum()
@@ -143,24 +161,35 @@ def test_bits_per_dim_of_the_zero_model_matches_an_independent_computation(tiny_
     for k in range(2):
         LT, L0, diff = _expected_bound_zero_model(x[k, 0].double().numpy(), T)
         want = (LT + L0 + diff) / (D * math.log(2))
-        rows = reps[k * 48:(k + 1) * 48]
+        rows = reps[k * 48 : (k + 1) * 48]
         exact = nll_bits_per_dim(zero_eps_model, Schedule.linear(T), rows, batch_size=48, seed=k)
         assert exact["exact_sum"] and exact["num_timesteps"] == T
         # a single x_t draw per term: the per-image values scatter around the expectation
-        assert abs(exact["bpd"] - want) < 4 * exact["stderr"] + 1e-9, \
+        assert abs(exact["bpd"] - want) < 4 * exact["stderr"] + 1e-9, (
             f"image {k}: {exact['bpd']:.4f} +- {exact['stderr']:.4f} bits/dim vs independent {want:.4f}"
+        )
         assert exact["prior_bpd"] == pytest.approx(LT / (D * math.log(2)), rel=1e-4)
         assert abs(exact["l0_bpd"] - L0 / (D * math.log(2))) < 0.02 * L0 / (D * math.log(2)) + 0.02
         for stratified in (True, False):
-            est = nll_bits_per_dim(zero_eps_model, Schedule.linear(T), rows, num_timesteps=25, batch_size=48,
-                                   seed=10 + k, stratified=stratified)
+            est = nll_bits_per_dim(
+                zero_eps_model,
+                Schedule.linear(T),
+                rows,
+                num_timesteps=25,
+                batch_size=48,
+                seed=10 + k,
+                stratified=stratified,
+            )
             assert not est["exact_sum"] and est["num_timesteps"] == 25
-            assert abs(est["bpd"] - want) < 4 * est["stderr"], \
-                f"{'stratified' if stratified else 'uniform'} estimate {est['bpd']:.3f} +- {est['stderr']:.3f} vs {want:.3f}"
+            assert abs(est["bpd"] - want) < 4 * est["stderr"], (
+                f"{'stratified' if stratified else 'uniform'} estimate {est['bpd']:.3f} +- {est['stderr']:.3f} "
+                f"vs {want:.3f}"
+            )
 
 
 def test_zero_initialised_unet_is_the_zero_model():
     from edudiff.unet import UNet, mnist_tiny
+
     x = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (3, 1, 28, 28)) / 127.5 - 1).float()
     s = Schedule.linear(1000)
     a = nll_bits_per_dim(UNet(mnist_tiny()), s, x, num_timesteps=5, seed=3)
@@ -182,6 +211,7 @@ def test_nll_rejects_non_8bit_data():
 @pytest.fixture(scope="module")
 def mnist():
     from edudiff.data import load_mnist
+
     return load_mnist(DATA, train=True), load_mnist(DATA, train=False)
 
 
@@ -202,8 +232,9 @@ def test_classifier_learns_mnist(classifier, mnist):
     acc = classifier_accuracy(classifier, test_ds.images[:3000], test_ds.labels[:3000])
     assert acc > 0.90, f"test accuracy {acc:.3f} after a tiny training; expected > 0.90"
     padded = torch.nn.functional.pad(test_ds.images[:200], (2, 2, 2, 2), value=-1.0)
-    assert classifier_accuracy(classifier, padded, test_ds.labels[:200]) == \
-        classifier_accuracy(classifier, test_ds.images[:200], test_ds.labels[:200])
+    assert classifier_accuracy(classifier, padded, test_ds.labels[:200]) == classifier_accuracy(
+        classifier, test_ds.images[:200], test_ds.labels[:200]
+    )
     with pytest.raises(ValueError, match=r"\(B, 1, 28, 28\)"):
         classifier(torch.zeros(2, 3, 28, 28))
 
@@ -212,8 +243,7 @@ def test_classifier_learns_mnist(classifier, mnist):
 def test_sample_quality_report_real_vs_noise(classifier):
     g = torch.Generator().manual_seed(0)
     n = 200
-    res = mnist_sample_quality(torch.rand((n, 1, 28, 28), generator=g) * 2 - 1, classifier, n_reference=2000,
-                               root=DATA)
+    res = mnist_sample_quality(torch.rand((n, 1, 28, 28), generator=g) * 2 - 1, classifier, n_reference=2000, root=DATA)
     real, noise, samples = res["real_test"], res["noise"], res["samples"]
     assert real["confident_fraction"] > 0.8, real
     assert noise["fd"] > 5 * real["fd"], f"noise should be far from the data: {noise['fd']} vs {real['fd']}"
@@ -222,7 +252,10 @@ def test_sample_quality_report_real_vs_noise(classifier):
     assert "real test images (floor)" in format_quality(res)
     # the report on real data equals sample_quality computed directly
     from edudiff.evaluate import classifier_outputs
-    direct = sample_quality(classifier, torch.zeros(4, 1, 28, 28) - 1, classifier_outputs(classifier, torch.rand(50, 1, 28, 28))[1])
+
+    direct = sample_quality(
+        classifier, torch.zeros(4, 1, 28, 28) - 1, classifier_outputs(classifier, torch.rand(50, 1, 28, 28))[1]
+    )
     assert 0.0 <= direct["confident_fraction"] <= 1.0 and math.isfinite(direct["fd"])
 
 
@@ -230,9 +263,12 @@ def test_sample_quality_report_real_vs_noise(classifier):
 def test_classifier_cache(tmp_path, monkeypatch, mnist):
     import edudiff.data
     from edudiff.data import ImageDataset
+
     train_ds, test_ds = mnist
-    small = {True: ImageDataset(train_ds.images[:2000], train_ds.labels[:2000]),
-             False: ImageDataset(test_ds.images[:500], test_ds.labels[:500])}
+    small = {
+        True: ImageDataset(train_ds.images[:2000], train_ds.labels[:2000]),
+        False: ImageDataset(test_ds.images[:500], test_ds.labels[:500]),
+    }
     monkeypatch.setattr(edudiff.data, "load_mnist", lambda root=None, train=True, **kw: small[train])
     old = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -257,17 +293,40 @@ def test_evaluate_cli(tmp_path, capsys, monkeypatch):
     from edudiff.checkpoint import save_checkpoint
     from edudiff.evaluate import main
     from edudiff.train import TrainConfig, train
+
     monkeypatch.setenv("EDUDIFF_FAST", "1")
     g = torch.Generator().manual_seed(0)
     fake = torch.randint(0, 256, (16, 1, 28, 28), generator=g).float() / 127.5 - 1
-    run = train(TrainConfig.recommended("mnist", fast=True, steps=2, batch_size=4, out=str(tmp_path / "run")),
-                dataset=fake, progress=False)
+    run = train(
+        TrainConfig.recommended("mnist", fast=True, steps=2, batch_size=4, out=str(tmp_path / "run")),
+        dataset=fake,
+        progress=False,
+    )
     torch.manual_seed(0)
-    save_checkpoint(tmp_path / "cache" / "mnist_classifier_200steps_seed0.pt",
-                    {"model": MNISTClassifier().state_dict(), "test_accuracy": 0.5, "version": 1})
-    code = main(["--ckpt", str(run.checkpoint), "--n-images", "4", "--timesteps", "5", "--n-samples", "8",
-                 "--ddim-steps", "3", "--cache-dir", str(tmp_path / "cache"), "--device", "cpu",
-                 "--data-root", str(DATA)])
+    save_checkpoint(
+        tmp_path / "cache" / "mnist_classifier_200steps_seed0.pt",
+        {"model": MNISTClassifier().state_dict(), "test_accuracy": 0.5, "version": 1},
+    )
+    code = main(
+        [
+            "--ckpt",
+            str(run.checkpoint),
+            "--n-images",
+            "4",
+            "--timesteps",
+            "5",
+            "--n-samples",
+            "8",
+            "--ddim-steps",
+            "3",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--device",
+            "cpu",
+            "--data-root",
+            str(DATA),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     assert "bits/dim" in out and "unbiased estimate" in out and "real test images (floor)" in out, out

@@ -83,8 +83,8 @@ def test_bad_data_is_refused():
     s = Schedule.linear(10)
     with pytest.raises(ValueError, match="x0 contains NaN"):
         q_sample(s, torch.tensor([[0.0, float("nan")]]), torch.tensor([1]))
-    with pytest.raises(ValueError, match="noise has shape"):
-        q_sample(s, torch.zeros(2, 3), torch.tensor([1, 2]), noise=torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="eps has shape"):
+        q_sample(s, torch.zeros(2, 3), torch.tensor([1, 2]), eps=torch.zeros(2, 4))
     with pytest.raises(ValueError, match="x_prev contains NaN"):
         q_step(s, torch.tensor([float("inf")]), torch.tensor([1]))
     with pytest.raises(TypeError, match="x0 must be a torch.Tensor"):

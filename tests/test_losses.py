@@ -18,7 +18,7 @@ def test_weight_times_eps_error_equals_the_kl_between_means(var_type):
     x0 = torch.randn(64, 5, generator=g, dtype=torch.float64)
     eps = torch.randn(64, 5, generator=g, dtype=torch.float64)
     t = torch.randint(2, 1001, (64,), generator=g)
-    xt = q_sample(s, x0, t, noise=eps)
+    xt = q_sample(s, x0, t, eps=eps)
     eps_theta = eps + 0.3 * torch.randn(64, 5, generator=g, dtype=torch.float64)  # an imperfect model
     out = p_mean_variance(s, None, xt, t, var_type=var_type, eps=eps_theta)
     true_mean, _ = q_posterior(s, x0, xt, t)
@@ -78,9 +78,9 @@ def test_losses_are_differentiable_and_reproducible():
     gen = torch.Generator().manual_seed(0)
     t = torch.randint(1, 51, (8,), generator=gen)
     eps = torch.randn(x0.shape, generator=gen)
-    xt = q_sample(s, x0, t, noise=eps)
+    xt = q_sample(s, x0, t, eps=eps)
     assert g.item() == pytest.approx((-2 * eps * xt).mean().item(), rel=1e-5)
-    lw = loss_elbo_weighted(s, model, x0, t=t, noise=eps, reduction="none")
+    lw = loss_elbo_weighted(s, model, x0, t=t, eps=eps, reduction="none")
     assert lw.shape == (8,) and bool((lw > 0).all())
 
 

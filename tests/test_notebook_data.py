@@ -17,9 +17,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from dataset_paths import DATA, REPO
 from nbclient import NotebookClient
 
-from datasets import DATA, REPO
 from edudiff import data
 
 MNIST_RAW = DATA / "MNIST" / "raw"
@@ -42,8 +42,9 @@ def _run_until_first_load(notebook: str, loader: str, prelude: str = "") -> nbfo
     if prelude:
         cells.insert(0, nbformat.v4.new_code_cell(prelude))
     nb.cells = cells
-    NotebookClient(nb, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
+    NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(REPO / "notebooks")}}
+    ).execute()
     return nb
 
 
@@ -60,11 +61,21 @@ def fresh_clone_env(tmp_path, server, monkeypatch):
     return root
 
 
-@pytest.mark.parametrize("notebook, files", [
-    ("06_unet_mnist.ipynb", ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-                             "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]),
-    ("02_closed_form_jump.ipynb", ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]),
-])
+@pytest.mark.parametrize(
+    "notebook, files",
+    [
+        (
+            "06_unet_mnist.ipynb",
+            [
+                "train-images-idx3-ubyte.gz",
+                "train-labels-idx1-ubyte.gz",
+                "t10k-images-idx3-ubyte.gz",
+                "t10k-labels-idx1-ubyte.gz",
+            ],
+        ),
+        ("02_closed_form_jump.ipynb", ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]),
+    ],
+)
 def test_mnist_notebooks_download_on_first_run(fresh_clone_env, server, notebook, files):
     missing = [f for f in files if not (MNIST_RAW / f).is_file()]
     if missing:

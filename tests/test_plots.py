@@ -1,18 +1,19 @@
 """Smoke tests of edudiff.plots with the Agg backend: each function returns a Figure whose axes are
 labelled, and rejects mismatched shapes with an error that names the argument."""
+
 import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from scipy.integrate import trapezoid  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+from scipy.integrate import trapezoid
 
-from edudiff import Schedule, plots  # noqa: E402
-from edudiff.toy import two_gaussians_1d  # noqa: E402
+from edudiff import Schedule, plots
+from edudiff.toy import two_gaussians_1d
 
 SCHED = Schedule.linear(50)
 
@@ -75,7 +76,7 @@ def test_schedule_and_posterior_plots():
 
 def test_plot_densities_and_interactive():
     xs = np.linspace(-3, 3, 50)
-    fig = plots.plot_densities(xs, {"a": np.exp(-xs ** 2)}, samples=np.zeros(10), vlines={"x0": 0.0})
+    fig = plots.plot_densities(xs, {"a": np.exp(-(xs**2))}, samples=np.zeros(10), vlines={"x0": 0.0})
     assert_labelled(fig)
     calls = []
     w = plots.make_interactive(lambda t: calls.append(t), t=(1, 10))

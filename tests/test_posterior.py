@@ -71,7 +71,7 @@ def test_x0_eps_conversions_invert_the_jump(t, x0, eps):
     s = Schedule.linear(1000)
     X0, E, T = (torch.tensor([[x0]], dtype=torch.float64), torch.tensor([[eps]], dtype=torch.float64),
                 torch.tensor([t]))
-    xt = q_sample(s, X0, T, noise=E)
+    xt = q_sample(s, X0, T, eps=E)
     assert torch.allclose(predict_x0_from_eps(s, xt, T, E), X0, atol=1e-9 / s.sqrt_alpha_bars[t].item())
     assert torch.allclose(predict_eps_from_x0(s, xt, T, X0), E, atol=1e-9 / s.sqrt_one_minus_alpha_bars[t].item())
 

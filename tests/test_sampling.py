@@ -1,5 +1,6 @@
 """Samplers: Algorithm 2 is exact in the two cases the paper names (sec. 3.2); DDIM with eta=1 over all
 steps is Algorithm 2 with beta-tilde; deterministic DDIM carries N(0,1) to the data Gaussian."""
+
 import math
 
 import pytest
@@ -14,8 +15,9 @@ from edudiff.toy import GaussianMixture
 def test_ancestral_sampling_is_exact_for_standard_normal_data_with_sigma_beta():
     s = Schedule.linear(100, beta_T=0.1)
     gauss = GaussianMixture([1.0], [0.0], [1.0])
-    x0 = sample(s, gauss.optimal_eps_model(s), (20000,), generator=torch.Generator().manual_seed(0),
-                dtype=torch.float64)
+    x0 = sample(
+        s, gauss.optimal_eps_model(s), (20000,), generator=torch.Generator().manual_seed(0), dtype=torch.float64
+    )
     assert stats.kstest(x0.numpy(), "norm").pvalue > 1e-3
 
 
@@ -23,8 +25,15 @@ def test_ancestral_sampling_follows_the_forward_marginals_for_a_point_mass_with_
     s = Schedule.linear(60, beta_T=0.2)
     c = 0.7
     point = GaussianMixture([1.0], [c], [1e-12])
-    x0, traj = sample(s, point.optimal_eps_model(s), (5000,), var_type="beta_tilde", dtype=torch.float64,
-                      generator=torch.Generator().manual_seed(1), return_trajectory=True)
+    x0, traj = sample(
+        s,
+        point.optimal_eps_model(s),
+        (5000,),
+        var_type="beta_tilde",
+        dtype=torch.float64,
+        generator=torch.Generator().manual_seed(1),
+        return_trajectory=True,
+    )
     assert sorted(traj) == list(range(61))
     for t in (50, 20, 3):
         ab = s.alpha_bars[t].item()
@@ -38,8 +47,9 @@ def test_ddim_with_eta_one_over_all_steps_is_algorithm_2_with_beta_tilde():
     mix = GaussianMixture([0.5, 0.5], [-1.0, 1.0], [0.3, 0.2])
     model = mix.optimal_eps_model(s)
     a = sample(s, model, (256,), var_type="beta_tilde", dtype=torch.float64, generator=torch.Generator().manual_seed(2))
-    b = ddim_sample(s, model, (256,), num_steps=40, eta=1.0, dtype=torch.float64,
-                    generator=torch.Generator().manual_seed(2))
+    b = ddim_sample(
+        s, model, (256,), ddim_steps=40, eta=1.0, dtype=torch.float64, generator=torch.Generator().manual_seed(2)
+    )
     assert torch.allclose(a, b, atol=1e-9)
 
 
@@ -47,13 +57,25 @@ def test_deterministic_ddim_maps_noise_to_the_data_gaussian():
     s = Schedule.linear(1000)
     m, sd = 0.5, 0.4
     gauss = GaussianMixture([1.0], [m], [sd])
-    x0 = ddim_sample(s, gauss.optimal_eps_model(s), (20000,), num_steps=100, dtype=torch.float64,
-                     generator=torch.Generator().manual_seed(3))
+    x0 = ddim_sample(
+        s,
+        gauss.optimal_eps_model(s),
+        (20000,),
+        ddim_steps=100,
+        dtype=torch.float64,
+        generator=torch.Generator().manual_seed(3),
+    )
     se_mean, se_std = sd / math.sqrt(20000), sd / math.sqrt(2 * 20000)
     assert abs(x0.mean().item() - m) < 5 * se_mean + 0.01
     assert abs(x0.std().item() - sd) < 5 * se_std + 0.01
-    again = ddim_sample(s, gauss.optimal_eps_model(s), (20000,), num_steps=100, dtype=torch.float64,
-                        generator=torch.Generator().manual_seed(3))
+    again = ddim_sample(
+        s,
+        gauss.optimal_eps_model(s),
+        (20000,),
+        ddim_steps=100,
+        dtype=torch.float64,
+        generator=torch.Generator().manual_seed(3),
+    )
     assert torch.equal(x0, again)
 
 
@@ -61,7 +83,7 @@ def test_ddim_timesteps():
     assert ddim_timesteps(1000, 1) == [1]
     taus = ddim_timesteps(1000, 50)
     assert taus[0] == 1000 and taus[-1] == 1 and len(taus) == 50 and taus == sorted(taus, reverse=True)
-    with pytest.raises(ValueError, match="num_steps"):
+    with pytest.raises(ValueError, match="ddim_steps"):
         ddim_timesteps(10, 11)
 
 

@@ -5,6 +5,7 @@ Independent references: scipy.stats.wasserstein_distance; the translation proper
 directions); sin^2 + cos^2 = 1 for the embedding; the zero model's L_simple (E||eps||^2 / D = 1) and
 the exact optimal model of the mixture (edudiff.toy) for the training test, with CLT margins.
 """
+
 from __future__ import annotations
 
 import math
@@ -18,8 +19,14 @@ from hypothesis import strategies as st
 
 import edudiff
 from edudiff.toy import ring_2d, two_gaussians_1d
-from edudiff.toy_models import (LearnedTimeEmbedding, SinusoidalTimeEmbedding, ToyEpsMLP, sliced_wasserstein,
-                                train_toy, wasserstein_1d)
+from edudiff.toy_models import (
+    LearnedTimeEmbedding,
+    SinusoidalTimeEmbedding,
+    ToyEpsMLP,
+    sliced_wasserstein,
+    train_toy,
+    wasserstein_1d,
+)
 
 T = 100
 
@@ -50,11 +57,14 @@ def test_large_batch_embeds_each_step_once_with_the_same_result(emb):
     x = torch.randn(3 * T, 2, generator=g, dtype=torch.float64)
     t = torch.randint(1, T + 1, (3 * T,), generator=g)
     big = m(x, t)
-    rows = torch.cat([m(x[i:i + 10], t[i:i + 10]) for i in range(0, 3 * T, 10)])
+    rows = torch.cat([m(x[i : i + 10], t[i : i + 10]) for i in range(0, 3 * T, 10)])
     torch.testing.assert_close(big, rows, rtol=1e-12, atol=1e-12)
     gb = torch.autograd.grad(big.square().sum(), list(m.parameters()), allow_unused=True)
-    gr = torch.autograd.grad(torch.cat([m(x[i:i + 10], t[i:i + 10]) for i in range(0, 3 * T, 10)]).square().sum(),
-                             list(m.parameters()), allow_unused=True)
+    gr = torch.autograd.grad(
+        torch.cat([m(x[i : i + 10], t[i : i + 10]) for i in range(0, 3 * T, 10)]).square().sum(),
+        list(m.parameters()),
+        allow_unused=True,
+    )
     for a, b in zip(gb, gr):
         if a is None or b is None:
             assert a is None and b is None
@@ -111,7 +121,7 @@ def test_seed_reproducible_and_leaves_global_rng_alone():
 # ----------------------------------------------------------------------------- training
 def _held_out_loss(schedule, model, x0, t, noise):
     with torch.no_grad():
-        return edudiff.loss_simple(schedule, model, x0, t=t, noise=noise, reduction="none")
+        return edudiff.loss_simple(schedule, model, x0, t=t, eps=noise, reduction="none")
 
 
 def test_training_beats_zero_model_and_approaches_optimum(schedule):
@@ -120,8 +130,9 @@ def test_training_beats_zero_model_and_approaches_optimum(schedule):
     torch.manual_seed(0)
     mix = two_gaussians_1d()
     model = ToyEpsMLP(1, T, hidden=64, depth=3, seed=0)
-    hist = train_toy(model, schedule, mix, loss="simple", steps=400, batch=256, lr=1e-2,
-                     generator=torch.Generator().manual_seed(0))
+    hist = train_toy(
+        model, schedule, mix, loss="simple", steps=400, batch=256, lr=1e-2, generator=torch.Generator().manual_seed(0)
+    )
     assert len(hist) == 400 and all(math.isfinite(v) for v in hist)
     g = torch.Generator().manual_seed(123)
     n = 20000
@@ -138,13 +149,24 @@ def test_training_beats_zero_model_and_approaches_optimum(schedule):
     diff = trained - best
     se_d = float(diff.std()) / math.sqrt(n)
     assert float(diff.mean()) > -4 * se_d
-    assert float(diff.mean()) < 0.05, f"trained L_simple {float(trained.mean()):.4f} vs optimal {float(best.mean()):.4f}"
+    assert float(diff.mean()) < 0.05, (
+        f"trained L_simple {float(trained.mean()):.4f} vs optimal {float(best.mean()):.4f}"
+    )
 
 
 def test_training_with_elbo_loss_decreases(schedule):
     model = ToyEpsMLP(2, T, hidden=32, depth=2, seed=1)
-    hist = train_toy(model, schedule, ring_2d(), loss="elbo", var_type="beta_tilde", steps=300, batch=128, lr=1e-2,
-                     generator=torch.Generator().manual_seed(1))
+    hist = train_toy(
+        model,
+        schedule,
+        ring_2d(),
+        loss="elbo",
+        var_type="beta_tilde",
+        steps=300,
+        batch=128,
+        lr=1e-2,
+        generator=torch.Generator().manual_seed(1),
+    )
     assert np.mean(hist[-50:]) < 0.8 * np.mean(hist[:50])
 
 
@@ -200,7 +222,7 @@ def test_wasserstein_1d_matches_scipy(n, m, seed):
 def test_wasserstein_1d_properties():
     rng = np.random.default_rng(0)
     x = rng.normal(size=500)
-    assert wasserstein_1d(x, x + 0.7) == pytest.approx(0.7, abs=1e-12)      # translation
+    assert wasserstein_1d(x, x + 0.7) == pytest.approx(0.7, abs=1e-12)  # translation
     y = rng.normal(size=500)
     assert wasserstein_1d(x, y) == pytest.approx(np.mean(np.abs(np.sort(x) - np.sort(y))), abs=1e-12)
     assert wasserstein_1d(torch.tensor(x), torch.tensor(y)) == pytest.approx(wasserstein_1d(y, x), abs=1e-12)
@@ -214,10 +236,10 @@ def test_sliced_wasserstein_translation_in_2d():
     """For y = x + c every projection is shifted by <theta, c>, so SW1 = |c| mean|cos angle|,
     whose expectation over uniform directions in 2-D is 2|c|/pi; |cos| has variance 1/2 - 4/pi^2."""
     x = ring_2d().sample(300, torch.Generator().manual_seed(0))
-    c = torch.tensor([0.6, -0.8], dtype=torch.float64)   # |c| = 1
+    c = torch.tensor([0.6, -0.8], dtype=torch.float64)  # |c| = 1
     L = 4000
     sw = sliced_wasserstein(x, x + c, n_projections=L, generator=torch.Generator().manual_seed(1))
-    se = math.sqrt(0.5 - 4 / math.pi ** 2) / math.sqrt(L)
+    se = math.sqrt(0.5 - 4 / math.pi**2) / math.sqrt(L)
     assert abs(sw - 2 / math.pi) < 4 * se
 
 
@@ -225,8 +247,9 @@ def test_sliced_wasserstein_1d_and_validation():
     rng = np.random.default_rng(1)
     a, b = rng.normal(size=50), rng.normal(size=70)
     assert sliced_wasserstein(a, b) == pytest.approx(scipy.stats.wasserstein_distance(a, b), abs=1e-12)
-    assert sliced_wasserstein(a[:, None], b[:, None]) == pytest.approx(scipy.stats.wasserstein_distance(a, b),
-                                                                       abs=1e-12)
+    assert sliced_wasserstein(a[:, None], b[:, None]) == pytest.approx(
+        scipy.stats.wasserstein_distance(a, b), abs=1e-12
+    )
     x = torch.randn(20, 2)
     assert sliced_wasserstein(x, x, generator=torch.Generator().manual_seed(0)) == pytest.approx(0.0, abs=1e-12)
     with pytest.raises(ValueError, match="same d"):
@@ -236,3 +259,20 @@ def test_sliced_wasserstein_1d_and_validation():
     g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
     y = torch.randn(30, 2)
     assert sliced_wasserstein(x, y, generator=g1) == sliced_wasserstein(x, y, generator=g2)
+
+
+@pytest.mark.parametrize("dim", [2, 8, 32, 64])
+def test_sinusoidal_embedding_is_the_old_toy_formula(dim):
+    """SinusoidalTimeEmbedding now calls edudiff.unet.timestep_embedding; its values must stay bit-identical
+    to the formula the toy models were trained with (t rescaled to 1000 t / T, frequencies 10000^(-k/half)),
+    so notebook 05's thresholds hold. The old formula is written out here."""
+    import math
+
+    t = torch.arange(1, T + 1)
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half)
+    args = (t.to(torch.float32) * (1000.0 / T))[:, None] * freqs[None]
+    old = torch.cat([torch.sin(args), torch.cos(args)], dim=1)
+    assert torch.equal(SinusoidalTimeEmbedding(dim, T)(t), old)
+    old64 = torch.cat([torch.sin(a := (t.double() * (1000.0 / T))[:, None] * freqs.double()[None]), torch.cos(a)], 1)
+    assert torch.equal(SinusoidalTimeEmbedding(dim, T).double()(t), old64), "a .double() model embeds in float64"

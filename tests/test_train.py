@@ -4,6 +4,7 @@ DDP with gloo on CPU, sampling helpers, and the PNG writer (read back by an inde
 The in-process runs use synthetic 8-bit images; the CLI and DDP runs read MNIST from the offline
 dataset folder (skipped when it is absent).
 """
+
 from __future__ import annotations
 
 import os
@@ -20,12 +21,24 @@ import torch
 
 from edudiff import Schedule
 from edudiff.checkpoint import CheckpointError, load_checkpoint
-from edudiff.train import (TrainConfig, TrainingInterrupted, denoising_strip, ema_update, epoch_permutation,
-                           load_model, main, make_grid, sample_images, save_image_grid, train, write_png)
+from edudiff.train import (
+    TrainConfig,
+    TrainingInterrupted,
+    denoising_strip,
+    ema_update,
+    epoch_permutation,
+    load_model,
+    main,
+    make_grid,
+    sample_images,
+    save_image_grid,
+    train,
+    write_png,
+)
 from edudiff.unet import UNet, mnist_tiny
 
 REPO = Path(__file__).resolve().parent.parent
-from datasets import DATA, needs_mnist  # noqa: E402
+from dataset_paths import DATA, needs_mnist
 
 
 @contextmanager
@@ -55,8 +68,19 @@ def images():
 def cfg(out, **kw) -> TrainConfig:
     # 48 images at batch 4: 12 steps per epoch, so 16 steps cross an epoch boundary; dropout on, so
     # the global RNG state must be saved and restored too.
-    base = dict(steps=16, batch_size=4, warmup=3, lr=1e-3, ema_decay=0.9, out=str(out), ckpt_every=8,
-                log_every=1, sample_every=0, unet={"dropout": 0.1}, seed=5)
+    base = dict(
+        steps=16,
+        batch_size=4,
+        warmup=3,
+        lr=1e-3,
+        ema_decay=0.9,
+        out=str(out),
+        ckpt_every=8,
+        log_every=1,
+        sample_every=0,
+        unet={"dropout": 0.1},
+        seed=5,
+    )
     base.update(kw)
     return TrainConfig.recommended("mnist", fast=True, **base)
 
@@ -145,8 +169,8 @@ def test_config_errors_name_the_field(images):
         TrainConfig.recommended("cifar10", preset="mnist_tiny").validate()
     with pytest.raises(ValueError, match="dataset must be one of"):
         TrainConfig(dataset="svhn").validate()
-    with pytest.raises(ValueError, match="sample_ddim_steps=2000 exceeds T=1000"):
-        TrainConfig(sample_ddim_steps=2000).validate()
+    with pytest.raises(ValueError, match="ddim_steps=2000 exceeds T=1000"):
+        TrainConfig(ddim_steps=2000).validate()
     with pytest.raises(ValueError, match="only 48 training images.*batch_size"):
         train(TrainConfig.recommended("mnist", fast=True, batch_size=64, out=None), dataset=images, progress=False)
 
@@ -172,13 +196,14 @@ def test_ema_update_formula():
 
 def test_png_grid_read_back_by_matplotlib(tmp_path):
     import matplotlib.image as mpimg
+
     g = torch.Generator().manual_seed(1)
     grey = torch.randint(0, 256, (5, 1, 6, 7), generator=g).float() / 127.5 - 1
     grid = make_grid(grey, nrow=3, padding=1)
     assert grid.shape == (2 * 7 + 1, 3 * 8 + 1) and grid.dtype == np.uint8
     # image k sits at row k // 3, column k % 3; pixels map exactly back to the uint8 values
     expected = ((grey[4, 0] + 1) * 127.5).round().numpy().astype(np.uint8)
-    assert np.array_equal(grid[1 + 7:1 + 7 + 6, 1 + 8:1 + 8 + 7], expected)
+    assert np.array_equal(grid[1 + 7 : 1 + 7 + 6, 1 + 8 : 1 + 8 + 7], expected)
     assert (grid[0] == 255).all(), "padding should be white"
     path = save_image_grid(grey, tmp_path / "g" / "grey.png", nrow=3, padding=1)
     back = mpimg.imread(path)  # matplotlib decodes PNGs with Pillow: independent of our writer
@@ -198,7 +223,7 @@ def test_sampling_helpers_are_seeded_and_shaped():
         a = sample_images(model, s, 3, (1, 28, 28), ddim_steps=4, seed=7, batch_size=2)
         b = sample_images(model, s, 3, (1, 28, 28), ddim_steps=4, seed=7)
         c = sample_images(model, s, 3, (1, 28, 28), ddim_steps=4, seed=8)
-        anc = sample_images(model, Schedule.linear(20), 2, (1, 28, 28), ddim_steps=0, seed=0)
+        anc = sample_images(model, Schedule.linear(20), 2, (1, 28, 28), ddim_steps=None, seed=0)
         frames, ts = denoising_strip(model, Schedule.linear(20), (1, 28, 28), n=2, num_frames=5)
         frames_ddim, ts_ddim = denoising_strip(model, s, (1, 28, 28), n=1, num_frames=3, ddim_steps=10)
     assert a.shape == (3, 1, 28, 28) and torch.equal(a, b) and not torch.equal(a, c)
@@ -211,15 +236,16 @@ def test_sampling_helpers_are_seeded_and_shaped():
 # Command line, SIGKILL, DDP
 # ------------------------------------------------------------------------------------------------
 def _cli(out, steps, *extra) -> list[str]:
-    return [sys.executable, "-m", "edudiff.train", "--dataset", "mnist", "--fast", "--steps", str(steps),
-            "--batch-size", "4", "--limit", "40", "--ckpt-every", "4", "--log-every", "4", "--sample-every", "0",
-            "--seed", "3", "--out", str(out), "--quiet", *extra]
+    options = f"--dataset mnist --fast --steps {steps} --batch-size 4 --limit 40 --ckpt-every 4 --log-every 4 "
+    options += "--sample-every 0 --seed 3 --quiet"
+    return [sys.executable, "-m", "edudiff.train", *options.split(), "--out", str(out), *extra]
 
 
 @needs_mnist
 def test_cli_sigkill_resume_and_sample(tmp_path):
     """A process killed (SIGKILL) after a checkpoint resumes to the same weights as a straight run."""
     from edudiff.data import load_mnist
+
     out, steps = tmp_path / "run", 28
     proc = subprocess.Popen(_cli(out, steps), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 300
@@ -235,8 +261,18 @@ def test_cli_sigkill_resume_and_sample(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"resuming from {out / 'last.pt'} at step {killed_at}/{steps}" in done.stdout
 
-    cfg_straight = TrainConfig.recommended("mnist", fast=True, steps=steps, batch_size=4, limit=40, ckpt_every=4,
-                                           log_every=4, sample_every=0, seed=3, out=None)
+    cfg_straight = TrainConfig.recommended(
+        "mnist",
+        fast=True,
+        steps=steps,
+        batch_size=4,
+        limit=40,
+        ckpt_every=4,
+        log_every=4,
+        sample_every=0,
+        seed=3,
+        out=None,
+    )
     with threads(1):
         straight = train(cfg_straight, dataset=load_mnist(DATA), progress=False)
     state = load_checkpoint(out / "last.pt")
@@ -246,11 +282,31 @@ def test_cli_sigkill_resume_and_sample(tmp_path):
     assert torch.equal(state["losses"], straight.losses)
 
     grid = tmp_path / "grid.png"
-    smp = subprocess.run([sys.executable, "-m", "edudiff.train", "sample", "--ckpt", str(out / "last.pt"), "--n", "4",
-                          "--ddim-steps", "3", "--out", str(grid), "--device", "cpu"],
-                         env=_env(), capture_output=True, text=True, timeout=300)
+    smp = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edudiff.train",
+            "sample",
+            "--ckpt",
+            str(out / "last.pt"),
+            "--n",
+            "4",
+            "--ddim-steps",
+            "3",
+            "--out",
+            str(grid),
+            "--device",
+            "cpu",
+        ],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert smp.returncode == 0, smp.stdout + smp.stderr
     import matplotlib.image as mpimg
+
     assert mpimg.imread(grid).shape == (2 * 30 + 2, 2 * 30 + 2), "a 2x2 grid of 28x28 digits with 2-pixel gaps"
     model, schedule, _ = load_model(out / "last.pt", device="cpu")
     assert schedule.T == 1000 and not model.training
@@ -275,10 +331,12 @@ def test_ddp_gloo_two_processes(tmp_path):
     """torchrun with 2 CPU processes (gloo): the ranks end with identical weights, and the run equals
     one process with the doubled batch (same images, same noise; only the summation order differs)."""
     from edudiff.data import load_mnist
+
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "edudiff.train", "--dataset", "mnist", "--fast", "--steps", "4", "--batch-size", "4",
-           "--limit", "64", "--ckpt-every", "2", "--sample-every", "0", "--seed", "1", "--out", str(out), "--quiet"]
+    # torchrun runs the one command line, python -m edudiff train
+    launch = "-m torch.distributed.run --standalone --nproc_per_node 2 -m edudiff train"
+    options = "--dataset mnist --fast --steps 4 --batch-size 4 --limit 64 --ckpt-every 2 --sample-every 0 --seed 1"
+    cmd = [sys.executable, *launch.split(), *options.split(), "--out", str(out), "--quiet"]
     run = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "DDP: all 2 processes hold identical weights" in run.stdout
@@ -286,22 +344,103 @@ def test_ddp_gloo_two_processes(tmp_path):
     assert state["step"] == 4 and state["rng"]["data_order"]["world_size"] == 2
     digests = state["ddp_param_digests"]
     assert len(digests) == 2 and digests[0] == digests[1], "the two ranks' weights differ"
-    single_cfg = TrainConfig.recommended("mnist", fast=True, steps=4, batch_size=8, limit=64, seed=1, out=None,
-                                         sample_every=0)
+    single_cfg = TrainConfig.recommended(
+        "mnist", fast=True, steps=4, batch_size=8, limit=64, seed=1, out=None, sample_every=0
+    )
     with threads(1):
         single = train(single_cfg, dataset=load_mnist(DATA), progress=False)
     for k, v in single.model.state_dict().items():
-        torch.testing.assert_close(state["model"][k], v, rtol=1e-4, atol=1e-5,
-                                   msg=lambda m: f"DDP(2 x batch 4) vs 1 x batch 8 differ at {k}: {m}")
+        torch.testing.assert_close(
+            state["model"][k],
+            v,
+            rtol=1e-4,
+            atol=1e-5,
+            msg=lambda m, k=k: f"DDP(2 x batch 4) vs 1 x batch 8 differ at {k}: {m}",
+        )
 
 
 def test_checkpoint_of_another_unet_version_is_refused_clearly(images, tmp_path):
     from edudiff.checkpoint import save_checkpoint
+
     r = train(cfg(tmp_path, steps=1), dataset=images, progress=False)
     state = load_checkpoint(r.checkpoint)
-    state["unet_config"]["base_channels"] = 8          # as if the preset had changed since
+    state["unet_config"]["base_channels"] = 8  # as if the preset had changed since
     save_checkpoint(tmp_path / "other.pt", state)
     with pytest.raises(CheckpointError, match=r"other.pt: its 'ema' weights do not fit.*another version"):
         load_model(tmp_path / "other.pt", device="cpu")
     model, schedule, _ = load_model(r.checkpoint, ema=False, device="cpu")
     assert_same_weights(model.state_dict(), r.model, "load_model(ema=False) returns the raw weights")
+
+
+# ------------------------------------------------------------------------------------------------
+# Time budget, progress bar, bf16 on the CPU, recipes, the one command line
+# ------------------------------------------------------------------------------------------------
+def test_time_budget_stops_like_ctrl_c_and_resumes_exactly(images, straight, tmp_path):
+    with threads(1):
+        stopped = train(cfg(tmp_path, minutes=1e-5), dataset=images, progress=False)  # 0.6 ms: one step
+        assert stopped.stop_reason == "time budget" and stopped.stopped_early and 1 <= stopped.step < 16
+        saved = load_checkpoint(tmp_path / "last.pt")
+        assert saved["step"] == stopped.step and saved["train_seconds"] > 0
+        assert torch.equal(saved["betas"], Schedule.linear(1000).betas[1:]), "the checkpoint stores the schedule"
+        resumed = train(cfg(tmp_path), dataset=images, progress=False, resume=True)
+    assert resumed.resumed_from == stopped.step and resumed.stop_reason is None
+    assert_same_run(straight, resumed)
+
+
+def test_progress_bar_counts_the_budget_when_it_ends_first():
+    from edudiff.train_parts import TrainProgress, budget_ends_first
+
+    assert budget_ends_first(steps_left=100, seconds_per_step=1.0, seconds_left=50.0)
+    assert not budget_ends_first(steps_left=10, seconds_per_step=1.0, seconds_left=50.0)
+    by_steps = TrainProgress(True, TrainConfig(steps=10, minutes=None), 0, "t")
+    by_time = TrainProgress(True, TrainConfig(steps=1000, minutes=1.0), 0, "t")
+    for step in range(1, 5):
+        by_steps.update(step, seconds=step * 1.0)
+        by_time.update(step, seconds=step * 1.0)  # 1 s per step: 996 more steps will not fit in 56 s
+    assert by_steps.bar.total == 10 and by_steps.bar.n == 4 and not by_steps.by_time
+    assert by_time.by_time and by_time.bar.total == 60 and by_time.bar.n == 4 and by_time.bar.unit == "s"
+    by_steps.close()
+    by_time.close()
+
+
+def test_bf16_on_cpu_trains_with_finite_loss(images):
+    base = dict(steps=3, batch_size=4, warmup=1, out=None, sample_every=0, log_every=1, seed=2)
+    with threads(1):
+        plain = train(TrainConfig.recommended("mnist", fast=True, **base), dataset=images, progress=False)
+        bf16 = train(TrainConfig.recommended("mnist", fast=True, bf16=True, **base), dataset=images, progress=False)
+    assert bool(torch.isfinite(bf16.losses).all()) and bf16.losses.shape == (3,)
+    assert not torch.equal(plain.losses, bf16.losses), "bf16=True should run the CPU forward pass in bfloat16"
+    torch.testing.assert_close(bf16.losses, plain.losses, rtol=0.05, atol=0.0)
+
+
+def test_recipes_choose_fast_cpu_or_gpu():
+    from edudiff.recipes import RECIPES, choose_mode
+
+    assert choose_mode(fast=True, device="cuda") == "fast"
+    assert choose_mode(fast=False, device="cuda") == "gpu" and choose_mode(fast=False, device="cpu") == "cpu"
+    for dataset in ("mnist", "fashion_mnist", "cifar10"):
+        assert {mode for (name, mode) in RECIPES if name == dataset} == {"fast", "cpu", "gpu"}
+    c = TrainConfig.recommended("CIFAR-10", fast=False, device="cpu")
+    assert c.dataset == "cifar10" and c.preset == "ddpm_cifar10" and c.device == "cpu" and c.out == "runs/cifar10"
+    assert TrainConfig.recommended("mnist", fast=True, steps=7).steps == 7
+    with pytest.raises(ValueError, match="ddim_steps must be a positive int.*None for Algorithm 2"):
+        TrainConfig(ddim_steps=0).validate()
+
+
+def test_one_command_line_with_aliases(capsys):
+    from edudiff.cli import main as edudiff_main
+
+    with pytest.raises(SystemExit) as info:
+        edudiff_main(["train", "--help"])
+    assert info.value.code == 0 and "--minutes" in capsys.readouterr().out
+    assert edudiff_main(["sample", "--ckpt", "missing.pt"]) == 2
+    assert "missing.pt does not exist" in capsys.readouterr().err
+    assert edudiff_main(["nonsense"]) == 2 and "train,sample,evaluate,homework" in capsys.readouterr().err
+    run = subprocess.run(
+        [sys.executable, "-m", "edudiff", "homework", "--help"], env=_env(), capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    run = subprocess.run(
+        [sys.executable, "-m", "edudiff", "evaluate", "--help"], env=_env(), capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0 and "--ckpt" in run.stdout, run.stderr

@@ -4,6 +4,7 @@ Independent checks: the paper's / official code's parameter count, a float64 num
 sinusoid definition (plus the shift-invariance of its inner products), autograd, memory-format and
 autocast equivalences, and a small model overfitting one batch.
 """
+
 from __future__ import annotations
 
 import math
@@ -13,18 +14,36 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from edudiff.unet import (AttentionBlock, Downsample, ResBlock, UNet, UNetConfig, Upsample, cifar10_small,
-                          count_parameters, ddpm_cifar10, describe, mnist_small, mnist_tiny,
-                          timestep_embedding)
-
-PRESETS = {"ddpm_cifar10": ddpm_cifar10, "cifar10_small": cifar10_small,
-           "mnist_small": mnist_small, "mnist_tiny": mnist_tiny}
+from edudiff.unet import (
+    PRESETS,  # the one table of presets (also used by --preset)
+    AttentionBlock,
+    Downsample,
+    ResBlock,
+    UNet,
+    UNetConfig,
+    Upsample,
+    count_parameters,
+    ddpm_cifar10,
+    describe,
+    mnist_small,
+    mnist_tiny,
+    timestep_embedding,
+)
 
 
 def small_config(**overrides) -> UNetConfig:
     """Tiny but complete: 2 levels, attention in the down/up path (at 8x8) and the middle, dropout."""
-    cfg = dict(in_channels=1, out_channels=1, base_channels=8, channel_mults=(1, 2), num_res_blocks=1,
-               attention_resolutions=(8,), dropout=0.1, image_size=16, num_groups=4)
+    cfg = dict(
+        in_channels=1,
+        out_channels=1,
+        base_channels=8,
+        channel_mults=(1, 2),
+        num_res_blocks=1,
+        attention_resolutions=(8,),
+        dropout=0.1,
+        image_size=16,
+        num_groups=4,
+    )
     cfg.update(overrides)
     return UNetConfig(**cfg)
 
@@ -45,8 +64,8 @@ def test_ddpm_cifar10_has_the_papers_35_7M_parameters():
     assert count_parameters(model) == 35_746_307
     blocks = [m for m in model.modules() if isinstance(m, ResBlock)]
     attns = [m for m in model.modules() if isinstance(m, AttentionBlock)]
-    assert len(blocks) == 4 * 2 + 2 + 4 * 3          # down, middle, up (num_res_blocks + 1 per level)
-    assert len(attns) == 2 + 1 + 3                   # 16x16 down, middle, 16x16 up
+    assert len(blocks) == 4 * 2 + 2 + 4 * 3  # down, middle, up (num_res_blocks + 1 per level)
+    assert len(attns) == 2 + 1 + 3  # 16x16 down, middle, 16x16 up
     assert sum(isinstance(m, Downsample) for m in model.modules()) == 3
     assert sum(isinstance(m, Upsample) for m in model.modules()) == 3
 
@@ -59,7 +78,7 @@ def test_preset_sizes_are_as_documented():
 
 
 def test_count_parameters_counts_trainable_only_by_default():
-    lin = torch.nn.Linear(3, 4)          # 3*4 weights + 4 biases
+    lin = torch.nn.Linear(3, 4)  # 3*4 weights + 4 biases
     assert count_parameters(lin) == 16
     lin.bias.requires_grad_(False)
     assert count_parameters(lin) == 12 and count_parameters(lin, trainable_only=False) == 16
@@ -104,7 +123,7 @@ def test_describe_prints_every_block_and_covers_all_parameters():
     names = [r[0] for r in rows]
     assert names[0] == "time_embed" and names[1] == "conv_in" and names[-1] == "conv_out"
     assert rows[-1][2] == tuple(x.shape)
-    assert ("down.0.sample", "Downsample", (2, 16, 14, 14)) == rows[names.index("down.0.sample")][:3]
+    assert rows[names.index("down.0.sample")][:3] == ("down.0.sample", "Downsample", (2, 16, 14, 14))
     # The blocks listed partition the model, so their parameters add up to the total.
     assert sum(r[3] for r in rows) == count_parameters(model)
     assert len(lines) == len(rows) + 3 and "conv_out" in lines[-2]
@@ -183,11 +202,12 @@ def test_zero_init_layers_start_at_zero_and_learn_first():
     x, t = batch(model.config, b=4)
     out = model(x, t)
     assert torch.equal(out, torch.zeros_like(out))
-    zeroed = {n for n, p in model.named_parameters()
-              if "norm" not in n and not p.detach().abs().gt(0).any()}   # GroupNorm biases start at 0 anyway
+    zeroed = {
+        n for n, p in model.named_parameters() if "norm" not in n and not p.detach().abs().gt(0).any()
+    }  # GroupNorm biases start at 0 anyway
     expected = {"conv_out.weight", "conv_out.bias"} | {
-        f"{n}.{k}" for n, m in model.named_modules() for k in ("weight", "bias")
-        if n.endswith((".conv2", ".proj_out"))}     # ResBlock.conv2, AttentionBlock.proj_out
+        f"{n}.{k}" for n, m in model.named_modules() for k in ("weight", "bias") if n.endswith((".conv2", ".proj_out"))
+    }  # ResBlock.conv2, AttentionBlock.proj_out
     assert zeroed == expected
     F.mse_loss(out, torch.randn_like(x)).backward()
     with_grad = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().gt(0).any()}
@@ -255,15 +275,18 @@ def test_tiny_model_overfits_one_batch():
 
 
 # ------------------------------------------------------------------------------------ errors
-@pytest.mark.parametrize("x_shape, t, exc, pattern", [
-    ((2, 28, 28), None, ValueError, r"^x must have shape \(B, C, H, W\)"),
-    ((2, 3, 28, 28), None, ValueError, r"^x has 3 channels"),
-    ((2, 1, 30, 30), None, ValueError, r"^x has shape \(2, 1, 30, 30\).*divisible by 4"),
-    ((2, 1, 28, 28), torch.tensor([1.0, 2.0]), TypeError, r"^t must hold integer timesteps"),
-    ((2, 1, 28, 28), torch.tensor([1, 2, 3]), ValueError, r"^t must have shape \(B,\) = \(2,\)"),
-    ((2, 1, 28, 28), torch.tensor([[1], [2]]), ValueError, r"^t must have shape"),
-    ((2, 1, 28, 28), [1, 2], TypeError, r"^t must be a LongTensor"),
-])
+@pytest.mark.parametrize(
+    "x_shape, t, exc, pattern",
+    [
+        ((2, 28, 28), None, ValueError, r"^x must have shape \(B, C, H, W\)"),
+        ((2, 3, 28, 28), None, ValueError, r"^x has 3 channels"),
+        ((2, 1, 30, 30), None, ValueError, r"^x has shape \(2, 1, 30, 30\).*divisible by 4"),
+        ((2, 1, 28, 28), torch.tensor([1.0, 2.0]), TypeError, r"^t must hold integer timesteps"),
+        ((2, 1, 28, 28), torch.tensor([1, 2, 3]), ValueError, r"^t must have shape \(B,\) = \(2,\)"),
+        ((2, 1, 28, 28), torch.tensor([[1], [2]]), ValueError, r"^t must have shape"),
+        ((2, 1, 28, 28), [1, 2], TypeError, r"^t must be a LongTensor"),
+    ],
+)
 def test_bad_inputs_name_the_argument(x_shape, t, exc, pattern):
     model = UNet(mnist_tiny())
     x = torch.randn(*x_shape)
@@ -280,16 +303,19 @@ def test_bad_x_types():
         model(torch.zeros(2, 1, 28, 28, dtype=torch.uint8), torch.tensor([1, 2]))
 
 
-@pytest.mark.parametrize("overrides, pattern", [
-    (dict(num_groups=3), "^num_groups=3 must divide"),
-    (dict(num_res_blocks=(1, 2)), "^num_res_blocks has 2 entries"),
-    (dict(num_res_blocks=0), "^num_res_blocks must be >= 1"),
-    (dict(channel_mults=()), "^channel_mults"),
-    (dict(dropout=1.0), "^dropout"),
-    (dict(base_channels=0), "^base_channels"),
-    (dict(num_heads=3), "^num_heads=3"),
-    (dict(attention_resolutions=(16,)), r"^attention_resolutions=\(16,\) includes \[16\]"),
-])
+@pytest.mark.parametrize(
+    "overrides, pattern",
+    [
+        (dict(num_groups=3), "^num_groups=3 must divide"),
+        (dict(num_res_blocks=(1, 2)), "^num_res_blocks has 2 entries"),
+        (dict(num_res_blocks=0), "^num_res_blocks must be >= 1"),
+        (dict(channel_mults=()), "^channel_mults"),
+        (dict(dropout=1.0), "^dropout"),
+        (dict(base_channels=0), "^base_channels"),
+        (dict(num_heads=3), "^num_heads=3"),
+        (dict(attention_resolutions=(16,)), r"^attention_resolutions=\(16,\) includes \[16\]"),
+    ],
+)
 def test_bad_config_names_the_field(overrides, pattern):
     with pytest.raises(ValueError, match=pattern):
         mnist_tiny(**overrides)

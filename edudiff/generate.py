@@ -1,0 +1,174 @@
+"""Drawing images from a trained eps-model: batches of samples, the reverse process as a strip of frames,
+and the ``sample`` command (``python -m edudiff sample --ckpt runs/mnist/last.pt``).
+
+Taught in: notebooks/06_unet_mnist.ipynb and notebooks/07_cifar10.ipynb.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ._validate import check_positive_int
+from .checkpoint import load_model
+from .config import default_device
+from .data import DATASET_SHAPES, dataset_key
+from .imageio import save_image_grid
+from .sampling import ddim_sample, sample
+from .schedules import Schedule
+from .utils import model_device
+
+__all__ = ["sample_images", "denoising_strip", "sample_parser", "main_sample"]
+
+
+def _check_ddim_steps(ddim_steps: int | None, T: int) -> int | None:
+    if ddim_steps is None:
+        return None
+    check_positive_int(ddim_steps, "ddim_steps", fix="(use None for Algorithm 2 with all T steps)")
+    if ddim_steps > T:
+        raise ValueError(f"ddim_steps must lie in 1..T={T} (or None for Algorithm 2), got {ddim_steps}")
+    return ddim_steps
+
+
+@torch.no_grad()
+def sample_images(
+    model,
+    schedule: Schedule,
+    n: int,
+    image_shape,
+    ddim_steps: int | None = 50,
+    eta: float = 0.0,
+    seed: int = 0,
+    device=None,
+    batch_size: int = 256,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Draw ``n`` images from an eps-model; returns a float32 CPU tensor (n, C, H, W) in [-1, 1].
+
+    ``ddim_steps``: DDIM (:func:`edudiff.ddim_sample`) with that many steps and ``eta``; None =
+    Algorithm 2 (:func:`edudiff.sample`, all T steps, sigma_t^2 = beta_t). Both clip the predicted x_0
+    to [-1, 1] at every step. The noise comes from a generator seeded by ``seed`` (on ``device``), so
+    the same seed gives the same images; batches of ``batch_size`` keep the memory bounded.
+    """
+    check_positive_int(n, "n", fix="(the number of images)")
+    ddim_steps = _check_ddim_steps(ddim_steps, schedule.T)
+    device = model_device(model, device, fallback=default_device())
+    gen = torch.Generator(device=device).manual_seed(int(seed))
+    outs = []
+    for start in range(0, n, batch_size):
+        shape = (min(batch_size, n - start), *tuple(image_shape))
+        if ddim_steps is not None:
+            x = ddim_sample(
+                schedule,
+                model,
+                shape,
+                ddim_steps=ddim_steps,
+                eta=eta,
+                clip_x0=True,
+                generator=gen,
+                device=device,
+                progress=progress,
+            )
+        else:
+            x = sample(
+                schedule, model, shape, var_type="beta", clip_x0=True, generator=gen, device=device, progress=progress
+            )
+        outs.append(x.float().clamp(-1, 1).cpu())
+    return torch.cat(outs)
+
+
+@torch.no_grad()
+def denoising_strip(
+    model,
+    schedule: Schedule,
+    image_shape,
+    n: int = 4,
+    num_frames: int = 8,
+    ddim_steps: int | None = None,
+    seed: int = 0,
+    device=None,
+) -> tuple[torch.Tensor, list[int]]:
+    """The reverse process x_T -> x_0 caught at ``num_frames`` moments, for ``n`` images.
+
+    Runs Algorithm 2 (``ddim_steps=None``, all T steps) or DDIM with ``ddim_steps`` steps, with
+    x_0 clipping, and keeps x_t at timesteps evenly spread from T down to 0. Returns ``(frames,
+    timesteps)``: frames (num_frames, n, C, H, W) float32 on the CPU, clamped to [-1, 1] for display,
+    and the timestep of each frame (first T, last 0). Plot with :func:`edudiff.plots.plot_denoising_strip`.
+    """
+    device = model_device(model, device, fallback=default_device())
+    check_positive_int(num_frames, "num_frames", minimum=2, fix="(x_T and x_0 at least)")
+    ddim_steps = _check_ddim_steps(ddim_steps, schedule.T)
+    gen = torch.Generator(device=device).manual_seed(int(seed))
+    shape = (n, *tuple(image_shape))
+    if ddim_steps is not None:
+        _, traj = ddim_sample(
+            schedule,
+            model,
+            shape,
+            ddim_steps=ddim_steps,
+            clip_x0=True,
+            generator=gen,
+            device=device,
+            return_trajectory=True,
+        )
+    else:
+        _, traj = sample(
+            schedule, model, shape, var_type="beta", clip_x0=True, generator=gen, device=device, return_trajectory=True
+        )
+    available = sorted(traj, reverse=True)  # T, ..., 0
+    picks = np.linspace(0, len(available) - 1, num_frames).round().astype(int)
+    ts = [available[k] for k in picks]
+    frames = torch.stack([traj[t].float().clamp(-1, 1) for t in ts])
+    return frames, ts
+
+
+# ------------------------------------------------------------------------------------------------
+# python -m edudiff sample
+# ------------------------------------------------------------------------------------------------
+def sample_parser(prog: str = "python -m edudiff sample") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Draw images from a training checkpoint and save a PNG grid.")
+    p.add_argument("--ckpt", required=True, help="checkpoint file, e.g. runs/mnist/last.pt")
+    p.add_argument("--n", type=int, default=64, help="number of images (default 64)")
+    p.add_argument(
+        "--ddim-steps", type=int, default=50, help="DDIM steps (default 50); 0 = Algorithm 2 with all T steps"
+    )
+    p.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0 = deterministic)")
+    p.add_argument("--out", default="samples.png", help="PNG file to write (default samples.png)")
+    p.add_argument("--nrow", type=int, help="images per row (default: about sqrt(n))")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise")
+    p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of their EMA")
+    p.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
+    p.add_argument("--save-tensor", help="also save the images as a .pt tensor (values in [-1, 1])")
+    return p
+
+
+def main_sample(argv: list[str], prog: str = "python -m edudiff sample") -> int:
+    """``sample`` command: raises ValueError / FileNotFoundError with a clear message on bad input."""
+    parser = sample_parser(prog)
+    args = parser.parse_args(argv)
+    if args.n < 1:
+        parser.error(f"--n must be >= 1, got {args.n}")
+    model, schedule, state = load_model(args.ckpt, ema=not args.no_ema, device=args.device)
+    if args.ddim_steps < 0 or args.ddim_steps > schedule.T:
+        parser.error(f"--ddim-steps must lie in 0..T={schedule.T}, got {args.ddim_steps}")
+    ddim_steps = args.ddim_steps or None  # 0 on the command line = Algorithm 2
+    shape = (model.config.in_channels, *DATASET_SHAPES[dataset_key(state["config"].get("dataset", "mnist"))][1:])
+    t0 = time.perf_counter()
+    x = sample_images(
+        model, schedule, args.n, shape, ddim_steps=ddim_steps, eta=args.eta, seed=args.seed, progress=True
+    )
+    path = save_image_grid(x, args.out, nrow=args.nrow or max(1, int(round(math.sqrt(args.n)))))
+    if args.save_tensor:
+        Path(args.save_tensor).parent.mkdir(parents=True, exist_ok=True)
+        torch.save(x, args.save_tensor)
+    how = f"DDIM, {ddim_steps} steps" if ddim_steps else f"Algorithm 2, {schedule.T} steps"
+    print(
+        f"wrote {args.n} samples ({how}, {'EMA' if not args.no_ema else 'raw'} weights of step "
+        f"{state.get('step')}) to {path} in {time.perf_counter() - t0:.1f} s"
+    )
+    return 0

@@ -1,0 +1,187 @@
+"""The configuration of a training run, :class:`TrainConfig`, and the U-Net it describes.
+
+Taught in: notebooks/06_unet_mnist.ipynb and notebooks/07_cifar10.ipynb.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from . import unet
+from ._validate import check_positive_int
+from .data import DATASET_SHAPES, dataset_key
+from .recipes import choose_mode, recipe
+
+__all__ = ["TrainConfig", "unet_config_for", "build_model"]
+
+# Presets to suggest when a preset does not fit the dataset's images.
+_SUGGESTED_PRESETS = {
+    "mnist": "mnist_small or mnist_tiny",
+    "fashion_mnist": "mnist_small or mnist_tiny",
+    "cifar10": "ddpm_cifar10 or cifar10_tiny",
+}
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on. Saved (as a plain dict) in every checkpoint.
+
+    Data: ``dataset`` ("mnist", "fashion_mnist", "cifar10"), ``data_root`` (default: $EDUDIFF_DATA,
+    see :func:`edudiff.data_root`), ``download``, ``limit`` (use only the first ``limit`` training
+    images), ``hflip`` (random horizontal flips; None = on for CIFAR-10 only, as in the paper).
+
+    Model: ``preset`` (a key of :data:`edudiff.unet.PRESETS`), ``unet`` (a dict of
+    :class:`~edudiff.unet.UNetConfig` fields overriding the preset, e.g. ``{"dropout": 0.0}``).
+
+    Diffusion: ``T``, ``beta_1``, ``beta_T`` (the linear schedule of sec. 4).
+
+    Optimisation: ``steps`` (total optimizer steps), ``batch_size`` (per process), ``lr`` (peak),
+    ``warmup`` (steps of linear warm-up), ``weight_decay`` (AdamW; 0 = Adam as in the paper),
+    ``grad_clip`` (max gradient norm; 0 = off), ``ema_decay``. ``minutes``: a budget of training time
+    (None = none): the run stops cleanly once this call of :func:`~edudiff.train.train` has trained that
+    long -- a checkpoint is written and ``resume=True`` continues, with a new budget of ``minutes``.
+
+    Output: ``out`` (run folder; None = write nothing), ``ckpt_every`` / ``sample_every`` /
+    ``log_every`` (steps; 0 = never -- a checkpoint is still written at the end), ``snapshot_every``
+    (also keep ``ckpt_<step>.pt`` copies every so many steps; 0 = only ``last.pt``), ``n_samples`` and
+    ``ddim_steps`` (periodic grids: DDIM with that many steps; None = Algorithm 2 with all T).
+
+    Speed: ``device`` (None = :func:`edudiff.default_device`), ``compile``, ``channels_last``
+    (None = on CUDA only), ``bf16`` (bf16 autocast; None = on CUDA only, True = on CUDA and on the CPU,
+    False = off). ``seed`` seeds everything (:func:`~edudiff.train.train` re-seeds torch's global
+    generator, which dropout draws from).
+    """
+
+    dataset: str = "mnist"
+    preset: str = "mnist_small"
+    unet: dict | None = None
+    steps: int = 10_000
+    batch_size: int = 128
+    lr: float = 2e-4
+    warmup: int = 1000
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.9999
+    T: int = 1000
+    beta_1: float = 1e-4
+    beta_T: float = 0.02
+    seed: int = 0
+    out: str | None = "runs/mnist"
+    ckpt_every: int = 1000
+    snapshot_every: int = 0
+    sample_every: int = 1000
+    log_every: int = 50
+    n_samples: int = 64
+    ddim_steps: int | None = 50
+    data_root: str | None = None
+    download: bool = False
+    limit: int | None = None
+    hflip: bool | None = None
+    device: str | None = None
+    compile: bool = False
+    channels_last: bool | None = None
+    bf16: bool | None = None
+    minutes: float | None = None
+
+    @classmethod
+    def recommended(cls, dataset: str = "mnist", fast: bool | None = None, device=None, **overrides) -> TrainConfig:
+        """The recipe for ``dataset`` (:data:`edudiff.recipes.RECIPES`), with ``overrides`` replacing any field.
+
+        The row is the "fast" one when ``fast`` (default :func:`edudiff.fast_mode`), else "gpu" when
+        ``device`` (default: ``overrides["device"]``, else :func:`edudiff.default_device`) is CUDA, else "cpu".
+        """
+        mode = choose_mode(fast, device if device is not None else overrides.get("device"))
+        fields = recipe(dataset, mode)
+        fields.update(overrides)
+        if device is not None:
+            fields.setdefault("device", str(device))
+        return cls(**fields)
+
+    def validate(self) -> TrainConfig:
+        """Raise a ValueError naming the field if a value is out of range; returns self."""
+        self.dataset = dataset_key(self.dataset, "dataset")
+        if self.preset not in unet.PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(unet.PRESETS)}; got {self.preset!r}")
+        for name in ("steps", "batch_size", "T"):
+            check_positive_int(getattr(self, name), name)
+        for name in ("warmup", "ckpt_every", "snapshot_every", "sample_every", "log_every", "n_samples", "seed"):
+            check_positive_int(getattr(self, name), name, minimum=0)
+        self._validate_numbers()
+        if self.limit is not None:
+            check_positive_int(self.limit, "limit", fix="(the number of training images; or None for all)")
+        if self.ddim_steps is not None:
+            check_positive_int(self.ddim_steps, "ddim_steps", fix="(use None for Algorithm 2 with all T steps)")
+            if self.ddim_steps > self.T:
+                raise ValueError(
+                    f"ddim_steps={self.ddim_steps} exceeds T={self.T}; use at most T "
+                    f"(or None for Algorithm 2 with all T steps)"
+                )
+        if self.unet is not None and not isinstance(self.unet, dict):
+            raise ValueError(f"unet must be a dict of UNetConfig fields or None, got {type(self.unet).__name__}")
+        unet_config_for(self)  # checks the preset against the dataset
+        return self
+
+    def _validate_numbers(self) -> None:
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if not (0.0 <= float(self.ema_decay) < 1.0):
+            raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay!r}")
+        if not float(self.grad_clip) >= 0.0:
+            raise ValueError(f"grad_clip must be >= 0 (0 = no clipping), got {self.grad_clip!r}")
+        if not float(self.weight_decay) >= 0.0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if self.minutes is not None and not (isinstance(self.minutes, (int, float)) and self.minutes > 0):
+            raise ValueError(
+                f"minutes must be a positive number (a training-time budget) or None, got {self.minutes!r}"
+            )
+
+    @property
+    def use_hflip(self) -> bool:
+        return (self.dataset == "cifar10") if self.hflip is None else bool(self.hflip)
+
+    def to_dict(self) -> dict:
+        """A plain dict of primitives (what the checkpoint stores)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, fields: dict) -> TrainConfig:
+        """Rebuild from :meth:`to_dict` (unknown keys are ignored, missing ones take defaults). Reads the keys
+        of older checkpoints too: ``sample_ddim_steps`` (now ``ddim_steps``, its 0 now None)."""
+        fields = dict(fields)
+        if "sample_ddim_steps" in fields and "ddim_steps" not in fields:
+            fields["ddim_steps"] = fields.pop("sample_ddim_steps") or None
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in fields.items() if k in names})
+
+
+def unet_config_for(config: TrainConfig) -> unet.UNetConfig:
+    """The :class:`~edudiff.unet.UNetConfig` of a run: the preset, with ``config.unet`` overrides,
+    checked against the dataset's image shape."""
+    if config.preset not in unet.PRESETS:
+        raise ValueError(f"preset must be one of {', '.join(unet.PRESETS)}; got {config.preset!r}")
+    try:
+        unet_config = unet.PRESETS[config.preset](**(config.unet or {}))
+    except TypeError as err:
+        raise ValueError(f"unet overrides {config.unet!r} do not fit UNetConfig: {err}") from None
+    key = dataset_key(config.dataset, "dataset")
+    channels, height, width = DATASET_SHAPES[key]
+    fix = f"pick a preset for it (e.g. --preset {_SUGGESTED_PRESETS[key]})"
+    if unet_config.in_channels != channels or unet_config.out_channels != channels:
+        raise ValueError(
+            f"preset {config.preset!r} expects {unet_config.in_channels}-channel images but dataset "
+            f"{config.dataset!r} has {channels} channels; {fix}"
+        )
+    if height % unet_config.divisor or width % unet_config.divisor:
+        raise ValueError(
+            f"preset {config.preset!r} needs sizes divisible by {unet_config.divisor}, but dataset "
+            f"{config.dataset!r} has {height}x{width} images; {fix}"
+        )
+    return unet_config
+
+
+def build_model(config: TrainConfig | unet.UNetConfig) -> unet.UNet:
+    """A fresh :class:`~edudiff.unet.UNet` for a run's config (or a UNetConfig), on the CPU."""
+    unet_config = config if isinstance(config, unet.UNetConfig) else unet_config_for(config)
+    return unet.UNet(unet_config)
