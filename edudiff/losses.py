@@ -25,13 +25,12 @@ __all__ = ["elbo_weights", "sample_timesteps", "loss_simple", "loss_elbo_weighte
 def elbo_weights(schedule: Schedule, var_type: str = "beta") -> torch.Tensor:
     r""":math:`\lambda_t = \beta_t^2 / (2\sigma_t^2\alpha_t(1-\bar\alpha_t))`, float64 of length T+1 (index 0 = 0).
 
-    At t = 1 the same formula is the weight of L_0 under a Gaussian decoder of variance sigma_1^2;
-    for ``beta_tilde`` sigma_1^2 is the clipped value beta-tilde_2 (beta-tilde_1 = 0).
+    At t = 1 the same formula is the weight of L_0 under a Gaussian decoder of variance sigma_1^2, which
+    :meth:`Schedule.model_log_variance` gives per ``var_type`` (beta_1 for ``"beta"``; beta-tilde_2 for
+    ``"fixedlarge"`` and the clipped ``beta_tilde``).
     """
-    if _var_type(var_type) == "beta":
-        sigma2 = schedule.betas.clone()
-    else:
-        sigma2 = schedule.posterior_log_variance_clipped.exp()
+    _var_type(var_type)
+    sigma2 = schedule.model_log_variance(var_type).exp()
     lam = schedule.betas ** 2 / (2 * sigma2 * schedule.alphas * schedule.one_minus_alpha_bars.clamp_min(1e-300))
     lam[0] = 0.0
     return lam

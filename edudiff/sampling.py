@@ -4,7 +4,8 @@ r"""The reverse process p_theta and samplers.
   :math:`\mu_\theta = \frac{1}{\sqrt{\alpha_t}}\big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\epsilon_\theta(x_t,t)\big)`
 * the two fixed variances of sec. 3.2: ``var_type="beta"`` (:math:`\sigma_t^2=\beta_t`, optimal when
   x_0 ~ N(0, I)) and ``var_type="beta_tilde"`` (:math:`\sigma_t^2=\tilde\beta_t`, optimal when x_0 is
-  one fixed point). improved-diffusion calls them "fixedlarge" and "fixedsmall"; both names work.
+  one fixed point). ``"fixedsmall"`` is ``"beta_tilde"``; ``"fixedlarge"`` is ``"beta"`` except at t = 1,
+  where the released code uses :math:`\tilde\beta_2` (see :meth:`Schedule.model_log_variance`).
 * :func:`sample` is Algorithm 2 (ancestral sampling); :func:`ddim_sample` is DDIM (Song et al. 2021),
   which with ``eta=1`` and all T steps is exactly Algorithm 2 with ``beta_tilde``.
 
@@ -70,8 +71,8 @@ def p_mean_variance(schedule: Schedule, model, xt: torch.Tensor, t, var_type: st
     else:
         mean = posterior_mean_from_eps(schedule, xt, t, eps)
     if vt == "beta":
-        variance = schedule.gather("betas", t, xt)
-        log_variance = variance.log()
+        log_variance = schedule.gather(schedule.model_log_variance(var_type), t, xt)  # sigma_1^2 per var_type
+        variance = log_variance.exp()
     else:
         variance = schedule.gather("posterior_variance", t, xt)
         log_variance = schedule.gather("posterior_log_variance_clipped", t, xt)

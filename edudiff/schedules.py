@@ -170,6 +170,47 @@ class Schedule:
         """``Schedule(cosine_betas(T, s, max_beta))``."""
         return cls(cosine_betas(T, s, max_beta))
 
+    # ----------------------------------------------------------------- the reverse process's variance
+    MODEL_VARIANCES = ("beta", "fixedlarge", "beta_tilde", "fixedsmall")
+
+    def model_log_variance(self, var_type: str = "beta") -> torch.Tensor:
+        r"""The reverse step's fixed log-variance :math:`\log\sigma_t^2`, a float64 table of length T+1.
+
+        The two choices of sec. 3.2 and how the released code differs from the paper's text at t = 1:
+
+        ================ ============================================================================
+        ``"beta"``       :math:`\sigma_t^2 = \beta_t` for every t, including :math:`\sigma_1^2 = \beta_1`
+                         — the paper's text read literally. Right for continuous (toy) data, where the
+                         decoder is a density.
+        ``"fixedlarge"`` :math:`\sigma_t^2 = \beta_t` for t >= 2 but :math:`\sigma_1^2 = \tilde\beta_2` — what the
+                         paper's released code (and improved-diffusion) does for "fixedlarge":
+                         ``np.append(posterior_variance[1], betas[1:])``, "to get a better decoder log
+                         likelihood". Use it to compute bits/dim the way the paper's 3.75 was computed.
+        ``"beta_tilde"`` :math:`\sigma_t^2 = \tilde\beta_t`, with :math:`\tilde\beta_1 = 0` replaced by
+        ``"fixedsmall"`` :math:`\tilde\beta_2` (``posterior_log_variance_clipped``); the two names are the same.
+        ================ ============================================================================
+
+        Index 0 repeats index 1 (there is no reverse step into t = 0). For T = 1, ``"fixedlarge"``
+        has no :math:`\tilde\beta_2` and uses :math:`\beta_1`.
+
+        Taught in: notebooks/04_elbo_terms.ipynb (section 8, the decoder) and notebooks/03_posterior.ipynb.
+        """
+        key = ("model_log_variance", var_type)
+        if key not in self._cache:
+            if var_type == "beta":
+                table = self.betas.clone()
+            elif var_type == "fixedlarge":
+                table = self.betas.clone()
+                table[1] = self.posterior_variance[2] if self.T >= 2 else self.betas[1]
+            elif var_type in ("beta_tilde", "fixedsmall"):
+                table = self.posterior_log_variance_clipped.exp()
+            else:
+                raise ValueError(f"var_type must be one of {', '.join(map(repr, self.MODEL_VARIANCES))} "
+                                 f"(see Schedule.model_log_variance); got {var_type!r}")
+            table[0] = table[1]
+            self._cache[key] = table.log()
+        return self._cache[key]
+
     # ----------------------------------------------------------------- helpers
     def __len__(self) -> int:
         return self.T

@@ -95,3 +95,24 @@ def test_bad_schedule_arguments():
         linear_betas(10, 1e-4, 1.5)
     with pytest.raises(TypeError, match="betas"):
         Schedule("not betas")
+
+
+def test_model_log_variance_per_var_type_from_the_betas_by_hand():
+    """sigma_t^2 tables written out from the betas with plain floats: beta_t; the released code's
+    'fixedlarge' (sigma_1^2 = beta-tilde_2); beta-tilde_t with t = 1 clipped to beta-tilde_2."""
+    betas = [0.01, 0.05, 0.2, 0.4]
+    s = Schedule(betas)
+    ab, prod = [1.0], 1.0
+    for b in betas:
+        prod *= 1 - b
+        ab.append(prod)
+    bt = [None] + [betas[t - 1] * (1 - ab[t - 1]) / (1 - ab[t]) for t in range(1, 5)]
+    want = {"beta": [betas[0]] + betas, "fixedlarge": [bt[2], bt[2]] + betas[1:],
+            "beta_tilde": [bt[2], bt[2]] + bt[2:], "fixedsmall": [bt[2], bt[2]] + bt[2:]}
+    for var_type, table in want.items():
+        got = s.model_log_variance(var_type)
+        assert got.dtype == torch.float64 and got.shape == (5,)
+        assert np.allclose(got.exp().numpy(), table, rtol=1e-12, atol=0), var_type
+    assert math.isclose(math.exp(float(Schedule([0.3]).model_log_variance("fixedlarge")[1])), 0.3)  # T = 1
+    with pytest.raises(ValueError, match="var_type must be one of 'beta', 'fixedlarge'"):
+        s.model_log_variance("large")
