@@ -421,3 +421,109 @@ def test_committed_student_version_fails_exactly_in_exercises(path):
     nb = homework.read_notebook(path)
     executed = homework.execute(homework.student_version(nb, path.name), cwd=path.parent, timeout=600)
     assert_fails_only_in_exercises(nb, executed, path.name)
+
+
+# --------------------------------------------------------------------------------------------
+# Integrity: a submission that merely calls edudiff's reference must fail every check
+
+#: For every code exercise of the committed notebooks: a solution body that only calls the edudiff
+#: function the notebook imports (what a student who did not do the exercise would write).
+CHEATS = {
+    "nb01_q_step": "return q_step(schedule, x_prev, t, noise=noise)",
+    "nb02_q_sample": "return q_sample(schedule, x0, t, noise=noise)",
+    "nb02_alpha_bars": "return Schedule(betas).alpha_bars",
+    "nb03_q_posterior": "return q_posterior(schedule, x0, xt, t)",
+    "nb03_mean_from_eps": "return posterior_mean_from_eps(schedule, xt, t, eps)",
+    "nb04_normal_kl": "return normal_kl(mean1, logvar1, mean2, logvar2)",
+    "nb04_prior_kl": "return prior_kl(schedule, x0)",
+    "nb04_l_t_minus_1": "return edudiff.l_t_minus_1(schedule, lambda x, tt: eps_hat, x0, xt, t, var_type='beta')",
+    "nb04_decoder": "return edudiff.discretized_gaussian_log_likelihood(x, mean, log_scale)",
+    "nb05_loss_simple": "return edudiff.loss_simple(schedule, model, x0, t=t, noise=noise)",
+    "nb05_reverse_step": ("out = edudiff.p_mean_variance(schedule, model, xt, t, var_type=var_type)\n"
+                          "return out['mean'], out['variance']"),
+    "nb05_train_step": ("loss = edudiff.loss_simple(schedule, model, x0, generator=generator)\n"
+                        "optimizer.zero_grad()\nloss.backward()\noptimizer.step()\nreturn float(loss)"),
+    "nb05_sample": ("return edudiff.sample(schedule, model, shape=(n,), var_type='beta', dtype=torch.float64, "
+                    "generator=generator)"),
+    "nb06_timestep_embedding": "return timestep_embedding(t, dim)",
+    "nb07_ema_update": ("as_module = lambda ts: torch.nn.ParameterList([torch.nn.Parameter(x.detach(), requires_grad=False) "
+                        "for x in ts])\nema_update(as_module(ema_params), as_module(params), decay)"),
+}
+
+
+def code_exercises(nb) -> list[str]:
+    return [homework.markers._grade_id(nb.cells[i]) for i in solution_cells(nb)]
+
+
+def cheating_version(nb, name):
+    """The instructor notebook with every code solution replaced by its CHEATS body (checks and hidden
+    tests kept, as `grade` runs them), cut after the last check cell (later cells only cost time)."""
+    cheat = homework.student_version(nb, name, replacements=CHEATS)
+    checks = exercise_checks(nb)
+    for i in checks:
+        cheat.cells[i].source = nb.cells[i].source
+    cheat.cells = cheat.cells[: max(checks) + 1] if checks else cheat.cells
+    return cheat
+
+
+@committed
+def test_every_committed_exercise_has_a_cheat_to_fail(path):
+    missing = [gid for gid in code_exercises(homework.read_notebook(path)) if gid not in CHEATS]
+    assert not missing, f"{path.name}: add a cheating body for {missing} to CHEATS"
+
+
+@pytest.mark.slow
+@committed
+def test_committed_checks_fail_a_submission_that_calls_the_reference(path):
+    nb = homework.read_notebook(path)
+    executed = homework.execute(cheating_version(nb, path.name), cwd=path.parent, timeout=600)
+    errors, checks = cell_errors(executed), exercise_checks(nb)
+    wrong = [f"cell {i} ({'check' if i in checks else 'ordinary'} cell) raised {name}: {msg.splitlines()[0] if msg else ''}"
+             for i, (name, msg) in sorted(errors.items())
+             if i not in checks or name not in ("ReferenceUsed", "AssertionError") or INTEGRITY_MESSAGE not in msg]
+    wrong += [f"check cell {i} passes a submission that only calls edudiff" for i in checks if i not in errors]
+    assert not wrong, f"{path.name}:\n" + "\n".join(wrong)
+
+
+INTEGRITY_EXERCISE = '''def my_kl(m1, lv1, m2, lv2):
+    ### BEGIN SOLUTION
+    return 0.5 * (-1 + lv2 - lv1 + (lv1 - lv2).exp() + (m1 - m2) ** 2 * (-lv2).exp())
+    ### END SOLUTION'''
+INTEGRITY_CHECK = '''args = [torch.tensor([0.0, 1.0]), torch.tensor([0.0, 0.5]), torch.tensor([1.0, 1.0]), torch.tensor([1.3, 0.0])]
+want = normal_kl(*args)
+check_own_work("my_kl", my_kl, normal_kl)
+with references_blocked(normal_kl):
+    check_close("my_kl(two pairs)", lambda: my_kl(*args), want, hint="eq. for the Gaussian KL")'''
+
+
+def integrity_notebook():
+    nb = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    nb.cells = [new_code_cell("import torch\nfrom edudiff import normal_kl\n"
+                              "from edudiff.checks import check_close, check_own_work, references_blocked"),
+                new_code_cell(INTEGRITY_EXERCISE, metadata=solution_meta("kl")),
+                new_code_cell(INTEGRITY_CHECK, metadata=check_meta("kl-check"))]
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"k{i}"
+    return nb
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("body, message", [
+    ("return normal_kl(m1, lv1, m2, lv2)", "your function called edudiff.normal_kl"),
+    ("import edudiff.elbo\n    return edudiff.elbo.normal_kl(m1, lv1, m2, lv2)", "your function called edudiff.normal_kl"),
+    (None, "my_kl is edudiff.normal_kl itself"),
+    ("return 0.5 * (-1 + lv2 - lv1 + (lv1 - lv2).exp() + (m1 - m2) ** 2 * (-lv2).exp())", None),
+])
+def test_grade_fails_a_submission_that_calls_or_is_the_reference(tmp_path, body, message):
+    source = write(integrity_notebook(), tmp_path / "notebooks" / "kl.ipynb")
+    student = homework.student_version(integrity_notebook(), "kl.ipynb")
+    if body is None:   # the function bound to the reference
+        student.cells[1].source = "my_kl = normal_kl"
+    else:
+        student.cells[1].source = re.sub(r"raise NotImplementedError\(.*\)", body, student.cells[1].source)
+    r = cli("grade", write(student, tmp_path / "sub.ipynb"), "--source", source)
+    if message is None:
+        assert r.returncode == 0 and re.search(r"kl\s+kl-check\s+1 / 1\s+pass", r.stdout), r.stdout + r.stderr
+    else:
+        assert r.returncode == 1 and re.search(r"kl\s+kl-check\s+0 / 1\s+FAIL", r.stdout), r.stdout + r.stderr
+        assert message in r.stdout and INTEGRITY_MESSAGE in r.stdout, r.stdout
