@@ -527,3 +527,12 @@ def test_grade_fails_a_submission_that_calls_or_is_the_reference(tmp_path, body,
     else:
         assert r.returncode == 1 and re.search(r"kl\s+kl-check\s+0 / 1\s+FAIL", r.stdout), r.stdout + r.stderr
         assert message in r.stdout and INTEGRITY_MESSAGE in r.stdout, r.stdout
+
+
+def test_replacements_fill_solution_regions_indented_like_the_begin_line():
+    nb = fixture_notebook()
+    out = homework.student_version(nb, "hw.ipynb", replacements={"scale": "r = 2\nreturn r", "total": "total = 3"})
+    assert out.cells[2].source.endswith('"""\n    r = 2\n    return r')
+    assert "        total = 3\n" in out.cells[4].source and "BEGIN HIDDEN" not in out.cells[3].source
+    assert out.cells[6].source == "Why?\nYOUR ANSWER HERE\nThanks."   # markdown answers still get the stub
+    compile(out.cells[2].source, "scale", "exec")
