@@ -29,6 +29,7 @@ its md5 matched. ``$EDUDIFF_MIRROR`` puts a mirror of your own first (:func:`mir
 
 Taught in: notebooks/06_unet_mnist.ipynb (MNIST, FashionMNIST), notebooks/07_cifar10.ipynb (CIFAR-10).
 """
+
 from __future__ import annotations
 
 import codecs
@@ -43,9 +44,9 @@ import tarfile
 import tempfile
 import urllib.request
 import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -59,17 +60,48 @@ from edudiff.config import data_root
 from edudiff.utils import atomic_write
 
 __all__ = [
-    "CIFAR10_CLASSES", "DATASETS", "DATASET_NAMES", "DATASET_SHAPES", "DatasetInfo", "dataset_key", "DatasetError", "DatasetNotFoundError", "DownloadError",
-    "FASHION_MNIST_CLASSES", "ImageDataset", "MD5", "MIRRORS", "MNIST_CLASSES", "download_file",
-    "from_uint8", "load_cifar10", "load_dataset", "load_fashion_mnist", "load_mnist", "make_loader",
-    "md5sum", "mirrors", "read_idx", "to_uint8", "verify_md5",
+    "CIFAR10_CLASSES",
+    "DATASETS",
+    "DATASET_NAMES",
+    "DATASET_SHAPES",
+    "DatasetInfo",
+    "dataset_key",
+    "DatasetError",
+    "DatasetNotFoundError",
+    "DownloadError",
+    "FASHION_MNIST_CLASSES",
+    "ImageDataset",
+    "MD5",
+    "MIRRORS",
+    "MNIST_CLASSES",
+    "download_file",
+    "from_uint8",
+    "load_cifar10",
+    "load_dataset",
+    "load_fashion_mnist",
+    "load_mnist",
+    "make_loader",
+    "md5sum",
+    "mirrors",
+    "read_idx",
+    "to_uint8",
+    "verify_md5",
 ]
 
 MNIST_CLASSES = tuple(str(digit) for digit in range(10))
-FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
-                   "dog", "frog", "horse", "ship", "truck")
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 #: Base URLs that ``download=True`` tries in order (file name appended), after ``$EDUDIFF_MIRROR``
 #: (see :func:`mirrors`). Tests override them.
@@ -78,7 +110,6 @@ MIRRORS: dict[str, list[str]] = {
     "fashion_mnist": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
     "cifar10": ["https://www.cs.toronto.edu/~kriz/"],
 }
-
 
 
 def mirrors(name: str) -> list[str]:
@@ -116,8 +147,10 @@ MD5: dict[str, dict[str, str]] = {
 }
 
 _IDX_FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
-_IDX_FILES = {True: ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-              False: ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+_IDX_FILES = {
+    True: ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    False: ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
 
 CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
 CIFAR10_DIR = "cifar-10-batches-py"
@@ -156,14 +189,19 @@ class ImageDataset(Dataset):
         source: the folder the files were read from (or None).
     """
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor,
-                 classes: Sequence[str] = (), source: Path | None = None):
+    def __init__(
+        self, images: torch.Tensor, labels: torch.Tensor, classes: Sequence[str] = (), source: Path | None = None
+    ):
         if images.ndim != 4 or not images.is_floating_point():
-            raise ValueError(f"images must be a float tensor of shape (N, C, H, W), "
-                             f"got {images.dtype} of shape {tuple(images.shape)}")
+            raise ValueError(
+                f"images must be a float tensor of shape (N, C, H, W), "
+                f"got {images.dtype} of shape {tuple(images.shape)}"
+            )
         if labels.shape != (images.shape[0],) or labels.dtype != torch.int64:
-            raise ValueError(f"labels must be an int64 tensor of shape ({images.shape[0]},), "
-                             f"got {labels.dtype} of shape {tuple(labels.shape)}")
+            raise ValueError(
+                f"labels must be an int64 tensor of shape ({images.shape[0]},), "
+                f"got {labels.dtype} of shape {tuple(labels.shape)}"
+            )
         self.images = images
         self.labels = labels
         self.classes = tuple(classes)
@@ -176,8 +214,10 @@ class ImageDataset(Dataset):
         return self.images[index], self.labels[index]
 
     def __repr__(self) -> str:
-        return (f"ImageDataset(n={len(self)}, image_shape={tuple(self.images.shape[1:])}, "
-                f"classes={len(self.classes)}, source={str(self.source)!r})")
+        return (
+            f"ImageDataset(n={len(self)}, image_shape={tuple(self.images.shape[1:])}, "
+            f"classes={len(self.classes)}, source={str(self.source)!r})"
+        )
 
 
 def from_uint8(x) -> torch.Tensor:
@@ -185,8 +225,7 @@ def from_uint8(x) -> torch.Tensor:
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(np.array(x, copy=True))
     if not isinstance(x, torch.Tensor) or x.dtype != torch.uint8:
-        raise TypeError(f"from_uint8: x must hold uint8 pixels (0..255), "
-                        f"got {getattr(x, 'dtype', type(x).__name__)}")
+        raise TypeError(f"from_uint8: x must hold uint8 pixels (0..255), got {getattr(x, 'dtype', type(x).__name__)}")
     return x.to(torch.float32) / 127.5 - 1.0
 
 
@@ -196,8 +235,7 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     The exact inverse of :func:`from_uint8`; values outside [-1, 1] (e.g. samples) are clipped.
     """
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-        raise TypeError(f"to_uint8: x must be a float tensor in [-1, 1], "
-                        f"got {getattr(x, 'dtype', type(x).__name__)}")
+        raise TypeError(f"to_uint8: x must be a float tensor in [-1, 1], got {getattr(x, 'dtype', type(x).__name__)}")
     if bool(torch.isnan(x).any()):
         raise ValueError("to_uint8: x contains NaN; there is no pixel value for it")
     return ((x.detach().float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
@@ -235,8 +273,7 @@ def verify_md5(path: str | os.PathLike, expected: str, fix: str = "") -> None:
         return
     found = md5sum(path)
     if found != expected:
-        fix = fix or ("re-run with download=True, which replaces it, or delete it and copy "
-                      "a good copy there")
+        fix = fix or ("re-run with download=True, which replaces it, or delete it and copy a good copy there")
         raise DatasetError(f"{path} is corrupted: expected md5 {expected}, found {found}. Fix: {fix}.")
     _VERIFIED.add(key)
 
@@ -262,8 +299,9 @@ def _fetch_once(url: str, out, expected_md5: str) -> None:
     request = urllib.request.Request(url, headers={"User-Agent": "edudiff (python urllib)"})
     with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S) as response:
         total = int(response.headers.get("Content-Length") or 0) or None
-        with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
-                  desc=PurePosixPath(url).name, leave=False) as bar:
+        with tqdm(
+            total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=PurePosixPath(url).name, leave=False
+        ) as bar:
             while chunk := response.read(_CHUNK):
                 out.write(chunk)
                 digest.update(chunk)
@@ -295,22 +333,26 @@ def download_file(urls: Sequence[str], dest: str | os.PathLike, md5: str, tries_
             _VERIFIED.add(_cache_key(dest, md5))
             return dest
     attempts = "\n".join(f"  attempt {i}: {failure}" for i, failure in enumerate(failures, 1))
-    raise DownloadError(f"Could not download {dest.name} (expected md5 {md5}) to {dest}:\n{attempts}\n"
-                        f"Fix: check the connection and re-run with download=True; or fetch the file "
-                        f"yourself and put it at {dest}; or point the data root at a folder that has it "
-                        f"(EDUDIFF_DATA=/path/to/root, or root='/path/to/root').")
+    raise DownloadError(
+        f"Could not download {dest.name} (expected md5 {md5}) to {dest}:\n{attempts}\n"
+        f"Fix: check the connection and re-run with download=True; or fetch the file "
+        f"yourself and put it at {dest}; or point the data root at a folder that has it "
+        f"(EDUDIFF_DATA=/path/to/root, or root='/path/to/root')."
+    )
 
 
 def _missing_message(title: str, root: Path, missing: Sequence[Path], example: str, note: str = "") -> str:
     """The text of a DatasetNotFoundError: what is missing, where it goes, and three fixes."""
     files = "\n".join(f"  {path}" for path in missing)
-    return (f"{title} not found. Missing files:\n{files}\n{note}"
-            f"Data root: {root} (the root= argument, else $EDUDIFF_DATA, else the repository's data/).\n"
-            f"Fix, one of:\n"
-            f"  - download them (needs internet): pass download=True, e.g. {example};\n"
-            f"  - copy the files to the paths above;\n"
-            f"  - point to a folder that already holds them: set EDUDIFF_DATA=/path/to/root, "
-            f"or pass root='/path/to/root'.")
+    return (
+        f"{title} not found. Missing files:\n{files}\n{note}"
+        f"Data root: {root} (the root= argument, else $EDUDIFF_DATA, else the repository's data/).\n"
+        f"Fix, one of:\n"
+        f"  - download them (needs internet): pass download=True, e.g. {example};\n"
+        f"  - copy the files to the paths above;\n"
+        f"  - point to a folder that already holds them: set EDUDIFF_DATA=/path/to/root, "
+        f"or pass root='/path/to/root'."
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -324,8 +366,10 @@ def _read_bytes(path: Path) -> bytes:
     try:
         return gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as err:
-        raise DatasetError(f"{path} is not a valid gzip file ({err}); delete it and re-run with "
-                           f"download=True, or copy a good copy there") from err
+        raise DatasetError(
+            f"{path} is not a valid gzip file ({err}); delete it and re-run with "
+            f"download=True, or copy a good copy there"
+        ) from err
 
 
 def read_idx(path: str | os.PathLike, expected_ndim: int | None = None) -> np.ndarray:
@@ -339,20 +383,26 @@ def read_idx(path: str | os.PathLike, expected_ndim: int | None = None) -> np.nd
     path = Path(path)
     raw = _read_bytes(path)
     if len(raw) < 4 or raw[:3] != b"\x00\x00\x08":
-        raise DatasetError(f"{path} is not an IDX file of unsigned bytes: its magic number is "
-                           f"0x{raw[:4].hex()}, expected 0x000008NN (2049 for labels, 2051 for images)")
+        raise DatasetError(
+            f"{path} is not an IDX file of unsigned bytes: its magic number is "
+            f"0x{raw[:4].hex()}, expected 0x000008NN (2049 for labels, 2051 for images)"
+        )
     ndim = raw[3]
     if expected_ndim is not None and ndim != expected_ndim:
-        raise DatasetError(f"{path} has {ndim} dimensions (magic {int.from_bytes(raw[:4], 'big')}), "
-                           f"expected {expected_ndim}; is it the right file?")
+        raise DatasetError(
+            f"{path} has {ndim} dimensions (magic {int.from_bytes(raw[:4], 'big')}), "
+            f"expected {expected_ndim}; is it the right file?"
+        )
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise DatasetError(f"{path} is truncated: it ends inside its header")
     shape = tuple(int(size) for size in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     size = math.prod(shape)
     if len(raw) - header != size:
-        raise DatasetError(f"{path}: the header announces shape {shape} ({size} bytes) but the "
-                           f"file holds {len(raw) - header} data bytes; it is truncated or malformed")
+        raise DatasetError(
+            f"{path}: the header announces shape {shape} ({size} bytes) but the "
+            f"file holds {len(raw) - header} data bytes; it is truncated or malformed"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape).copy()
 
 
@@ -378,8 +428,10 @@ def _check_idx_pair(images: np.ndarray, labels: np.ndarray, image_path: Path, la
     if images.shape[1:] != (28, 28):
         raise DatasetError(f"{image_path} holds images of size {images.shape[1:]}, expected (28, 28)")
     if images.shape[0] != labels.shape[0]:
-        raise DatasetError(f"{image_path} has {images.shape[0]} images but {label_path} has "
-                           f"{labels.shape[0]} labels; the pair does not match")
+        raise DatasetError(
+            f"{image_path} has {images.shape[0]} images but {label_path} has "
+            f"{labels.shape[0]} labels; the pair does not match"
+        )
     if labels.size and labels.max() > 9:
         raise DatasetError(f"{label_path} has label {labels.max()}, expected 0..9")
 
@@ -411,8 +463,7 @@ def load_mnist(root=None, train: bool = True, download: bool = False, pad_to_32:
     return _load_idx_dataset("mnist", root, train, download, pad_to_32)
 
 
-def load_fashion_mnist(root=None, train: bool = True, download: bool = False,
-                       pad_to_32: bool = False) -> ImageDataset:
+def load_fashion_mnist(root=None, train: bool = True, download: bool = False, pad_to_32: bool = False) -> ImageDataset:
     """FashionMNIST (Zalando clothing) from ``<root>/FashionMNIST/raw/*.gz``; as :func:`load_mnist`.
 
     Labels index :data:`FASHION_MNIST_CLASSES` (0 = T-shirt/top ... 9 = Ankle boot).
@@ -449,8 +500,10 @@ def _unpickle_batch(path: Path) -> dict:
         with open(path, "rb") as f:
             batch = _NumpyOnlyUnpickler(f, encoding="latin1").load()
     except Exception as err:  # a broken pickle can raise almost anything
-        raise DatasetError(f"{path} is not a readable CIFAR-10 batch ({type(err).__name__}: {err}); "
-                           f"delete it and re-run with download=True, or copy a good copy there") from err
+        raise DatasetError(
+            f"{path} is not a readable CIFAR-10 batch ({type(err).__name__}: {err}); "
+            f"delete it and re-run with download=True, or copy a good copy there"
+        ) from err
     if not isinstance(batch, dict):
         raise DatasetError(f"{path} should hold a dict, it holds a {type(batch).__name__}")
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
@@ -466,13 +519,15 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if missing:
         raise DatasetError(f"{path} lacks the key(s) {sorted(missing)}; keys found: {sorted(batch)}")
     data, labels = batch["data"], np.asarray(batch["labels"])
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 \
-            or data.shape[1] != 3 * 32 * 32:
-        raise DatasetError(f"{path}: 'data' must be a uint8 array of shape (n, 3072), got "
-                           f"{getattr(data, 'dtype', type(data).__name__)} {getattr(data, 'shape', '')}")
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise DatasetError(
+            f"{path}: 'data' must be a uint8 array of shape (n, 3072), got "
+            f"{getattr(data, 'dtype', type(data).__name__)} {getattr(data, 'shape', '')}"
+        )
     if labels.shape != (data.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
-        raise DatasetError(f"{path}: 'labels' must be {data.shape[0]} integers, got {labels.dtype} "
-                           f"of shape {labels.shape}")
+        raise DatasetError(
+            f"{path}: 'labels' must be {data.shape[0]} integers, got {labels.dtype} of shape {labels.shape}"
+        )
     if labels.size and (labels.min() < 0 or labels.max() > 9):
         raise DatasetError(f"{path}: labels must lie in 0..9, got {labels.min()}..{labels.max()}")
     return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
@@ -488,12 +543,13 @@ def _extract_cifar10(archive: Path, root: Path) -> None:
         target = root / CIFAR10_DIR
         target.mkdir(exist_ok=True)
         source = tmp / CIFAR10_DIR
-        for path in (source.iterdir() if source.is_dir() else ()):
+        for path in source.iterdir() if source.is_dir() else ():
             if path.is_file() and not path.is_symlink():
                 os.replace(path, target / path.name)
     except (tarfile.TarError, EOFError, zlib.error) as err:
-        raise DatasetError(f"{archive} could not be extracted ({err}); delete it and re-run "
-                           f"with download=True") from err
+        raise DatasetError(
+            f"{archive} could not be extracted ({err}); delete it and re-run with download=True"
+        ) from err
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -525,8 +581,9 @@ def _locate_cifar10(root: Path, batches: Sequence[str], download: bool) -> Path:
         missing = [canonical / b for b in batches if not (canonical / b).is_file()]
         title = f"CIFAR-10 ({'train' if batches == _CIFAR10_BATCHES[True] else 'test'} split)"
         note = f"(A subset in the same format is also accepted at {subset}.)\n"
-        raise DatasetNotFoundError(_missing_message(title, root, missing,
-                                                    "edudiff.data.load_dataset('cifar10', download=True)", note))
+        raise DatasetNotFoundError(
+            _missing_message(title, root, missing, "edudiff.data.load_dataset('cifar10', download=True)", note)
+        )
     _download_cifar10(root)
     for b in batches:
         verify_md5(canonical / b, MD5["cifar10"][b])
@@ -572,10 +629,15 @@ class DatasetInfo:
 #: The dataset registry: every name, alias, shape and class list, in one table.
 DATASETS: dict[str, DatasetInfo] = {
     "mnist": DatasetInfo("mnist", "MNIST", (1, 28, 28), MNIST_CLASSES, load_mnist),
-    "fashion_mnist": DatasetInfo("fashion_mnist", "FashionMNIST", (1, 28, 28), FASHION_MNIST_CLASSES,
-                                 load_fashion_mnist, aliases=("fashionmnist",)),
-    "cifar10": DatasetInfo("cifar10", "CIFAR-10", (3, 32, 32), CIFAR10_CLASSES, load_cifar10,
-                           aliases=("cifar_10",)),
+    "fashion_mnist": DatasetInfo(
+        "fashion_mnist",
+        "FashionMNIST",
+        (1, 28, 28),
+        FASHION_MNIST_CLASSES,
+        load_fashion_mnist,
+        aliases=("fashionmnist",),
+    ),
+    "cifar10": DatasetInfo("cifar10", "CIFAR-10", (3, 32, 32), CIFAR10_CLASSES, load_cifar10, aliases=("cifar_10",)),
 }
 DATASET_NAMES = tuple(DATASETS)
 #: (channels, height, width) of each dataset's images.
@@ -618,9 +680,16 @@ class _RandomHFlip:
         return images, labels
 
 
-def make_loader(dataset: Dataset, batch_size: int, shuffle: bool = True, seed: int = 0,
-                hflip: bool = False, drop_last: bool = False, num_workers: int = 0,
-                **loader_kwargs) -> DataLoader:
+def make_loader(
+    dataset: Dataset,
+    batch_size: int,
+    shuffle: bool = True,
+    seed: int = 0,
+    hflip: bool = False,
+    drop_last: bool = False,
+    num_workers: int = 0,
+    **loader_kwargs,
+) -> DataLoader:
     """A DataLoader whose order (and flips) depend only on ``seed``; yields
     ``(images (B, C, H, W), labels (B,))``.
 
@@ -635,9 +704,16 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool = True, seed: i
     if hflip:
         flip_seed = int(torch.randint(2**62, (1,), generator=generator))
         collate_fn = _RandomHFlip(flip_seed)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
-                      num_workers=num_workers, generator=generator, collate_fn=collate_fn,
-                      **loader_kwargs)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        drop_last=drop_last,
+        num_workers=num_workers,
+        generator=generator,
+        collate_fn=collate_fn,
+        **loader_kwargs,
+    )
 
 
 def _check_flag(name: str, value) -> None:

@@ -13,6 +13,7 @@ Decoders for L_0: ``"discretized"`` — the paper's eq. 13 for 8-bit data in [-1
 
 Taught in: notebooks/04_elbo_terms.ipynb.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,8 +27,18 @@ from .reverse import eval_mode, p_mean_variance
 from .schedules import Schedule
 from .utils import progress_bar
 
-__all__ = ["normal_kl", "gaussian_log_likelihood", "discretized_gaussian_log_likelihood", "prior_kl",
-           "vb_terms", "l_t_minus_1", "l_0", "elbo_terms", "bits_per_dim", "sum_over_dims"]
+__all__ = [
+    "normal_kl",
+    "gaussian_log_likelihood",
+    "discretized_gaussian_log_likelihood",
+    "prior_kl",
+    "vb_terms",
+    "l_t_minus_1",
+    "l_0",
+    "elbo_terms",
+    "bits_per_dim",
+    "sum_over_dims",
+]
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -40,7 +51,8 @@ def sum_over_dims(x: torch.Tensor) -> torch.Tensor:
 def normal_kl(mean1, logvar1, mean2, logvar2) -> torch.Tensor:
     r"""Elementwise :math:`D_{KL}(\mathcal N(\mu_1,\sigma_1^2)\,\|\,\mathcal N(\mu_2,\sigma_2^2))` in nats:
 
-    .. math:: \tfrac12\big(-1 + \log\sigma_2^2 - \log\sigma_1^2 + \sigma_1^2/\sigma_2^2 + (\mu_1-\mu_2)^2/\sigma_2^2\big)
+    .. math:: \tfrac12\big(-1 + \log\sigma_2^2 - \log\sigma_1^2
+              + \sigma_1^2/\sigma_2^2 + (\mu_1-\mu_2)^2/\sigma_2^2\big)
 
     Arguments broadcast against each other (tensors or floats); variances are given as logs.
     For diagonal multivariate Gaussians, sum the result over the dimensions.
@@ -50,10 +62,11 @@ def normal_kl(mean1, logvar1, mean2, logvar2) -> torch.Tensor:
     tensor = next((a for a in (mean1, logvar1, mean2, logvar2) if isinstance(a, torch.Tensor)), None)
     if tensor is None:
         raise TypeError("normal_kl needs at least one torch.Tensor argument")
-    mean1, logvar1, mean2, logvar2 = (a if isinstance(a, torch.Tensor) else torch.tensor(a, dtype=tensor.dtype,
-                                      device=tensor.device) for a in (mean1, logvar1, mean2, logvar2))
-    return 0.5 * (-1.0 + logvar2 - logvar1 + torch.exp(logvar1 - logvar2)
-                  + (mean1 - mean2) ** 2 * torch.exp(-logvar2))
+    mean1, logvar1, mean2, logvar2 = (
+        a if isinstance(a, torch.Tensor) else torch.tensor(a, dtype=tensor.dtype, device=tensor.device)
+        for a in (mean1, logvar1, mean2, logvar2)
+    )
+    return 0.5 * (-1.0 + logvar2 - logvar1 + torch.exp(logvar1 - logvar2) + (mean1 - mean2) ** 2 * torch.exp(-logvar2))
 
 
 def gaussian_log_likelihood(x: torch.Tensor, mean, log_scale) -> torch.Tensor:
@@ -79,14 +92,16 @@ def discretized_gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, log
     """
     check_finite(x, "x")
     if bool((x.abs() > 1 + 1e-6).any()):
-        raise ValueError("x must lie in [-1, 1] (8-bit data mapped by v/127.5 - 1); "
-                         f"got values in [{float(x.min()):.4g}, {float(x.max()):.4g}]")
+        raise ValueError(
+            "x must lie in [-1, 1] (8-bit data mapped by v/127.5 - 1); "
+            f"got values in [{float(x.min()):.4g}, {float(x.max()):.4g}]"
+        )
     x, mean, log_scale = torch.broadcast_tensors(x, mean, log_scale)
     inv_std = torch.exp(-log_scale)
     lo = (x - mean - 1.0 / 255.0) * inv_std
     hi = (x - mean + 1.0 / 255.0) * inv_std
-    log_cdf_hi = torch.special.log_ndtr(hi)           # log Phi(hi)
-    log_sf_lo = torch.special.log_ndtr(-lo)           # log (1 - Phi(lo))
+    log_cdf_hi = torch.special.log_ndtr(hi)  # log Phi(hi)
+    log_sf_lo = torch.special.log_ndtr(-lo)  # log (1 - Phi(lo))
     # middle bins: log(Phi(hi) - Phi(lo)); in the upper tail use the survival functions instead
     lower = log_cdf_hi + _log1mexp(torch.special.log_ndtr(lo) - log_cdf_hi)
     upper = log_sf_lo + _log1mexp(torch.special.log_ndtr(-hi) - log_sf_lo)
@@ -109,11 +124,21 @@ def _decoder_nll(x0, mean, log_variance, decoder: str) -> torch.Tensor:
         return -discretized_gaussian_log_likelihood(x0, mean, 0.5 * log_variance)
     if decoder == "gaussian":
         return -gaussian_log_likelihood(x0, mean, 0.5 * log_variance)
-    raise ValueError(f"decoder must be 'discretized' (8-bit images) or 'gaussian' (continuous toy data); got {decoder!r}")
+    raise ValueError(
+        f"decoder must be 'discretized' (8-bit images) or 'gaussian' (continuous toy data); got {decoder!r}"
+    )
 
 
-def vb_terms(schedule: Schedule, model, x0: torch.Tensor, xt: torch.Tensor, t, var_type: str = "beta",
-             decoder: str = "discretized", clip_x0: bool = False) -> torch.Tensor:
+def vb_terms(
+    schedule: Schedule,
+    model,
+    x0: torch.Tensor,
+    xt: torch.Tensor,
+    t,
+    var_type: str = "beta",
+    decoder: str = "discretized",
+    clip_x0: bool = False,
+) -> torch.Tensor:
     r"""The bound's term for each row's own t, in nats summed over dimensions, shape (B,):
     :math:`L_{t-1} = D_{KL}(q(x_{t-1}|x_t,x_0)\|p_\theta(x_{t-1}|x_t))` where t >= 2, and
     :math:`L_0 = -\log p_\theta(x_0|x_1)` where t = 1 (``xt`` then holds x_1).
@@ -136,8 +161,9 @@ def l_t_minus_1(schedule: Schedule, model, x0, xt, t, var_type: str = "beta", cl
     return vb_terms(schedule, model, x0, xt, t, var_type=var_type, clip_x0=clip_x0)
 
 
-def l_0(schedule: Schedule, model, x0, x1, var_type: str = "beta", decoder: str = "discretized",
-        clip_x0: bool = False) -> torch.Tensor:
+def l_0(
+    schedule: Schedule, model, x0, x1, var_type: str = "beta", decoder: str = "discretized", clip_x0: bool = False
+) -> torch.Tensor:
     """L_0 = -log p_theta(x_0 | x_1) (see :func:`vb_terms`); ``x1`` is a sample of q(x_1|x_0); shape (B,)."""
     t = torch.ones(x0.shape[0], dtype=torch.long, device=x0.device)
     return vb_terms(schedule, model, x0, x1, t, var_type=var_type, decoder=decoder, clip_x0=clip_x0)
@@ -149,9 +175,17 @@ def bits_per_dim(nats: torch.Tensor, num_dims: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def elbo_terms(schedule: Schedule, model, x0: torch.Tensor, var_type: str = "beta", decoder: str = "discretized",
-               clip_x0: bool = False, timesteps=None, generator: torch.Generator | None = None,
-               progress: bool = False) -> dict:
+def elbo_terms(
+    schedule: Schedule,
+    model,
+    x0: torch.Tensor,
+    var_type: str = "beta",
+    decoder: str = "discretized",
+    clip_x0: bool = False,
+    timesteps=None,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> dict:
     r"""Evaluate every term of the bound for an eps-model on a batch ``x0`` (B, ...).
 
     For each t in ``timesteps`` (default all of 1..T) one x_t ~ q(x_t|x_0) is drawn and the term

@@ -9,6 +9,7 @@ t is a LongTensor (B,) with values in 1..T (or a Python int, broadcast over the 
 Taught in: notebooks/01_gaussian_mixture_diffusion.ipynb (one step) and
 notebooks/02_closed_form_jump.ipynb (the jump).
 """
+
 from __future__ import annotations
 
 import torch
@@ -35,8 +36,15 @@ def _noise(x: torch.Tensor, eps, generator) -> torch.Tensor:
     return eps
 
 
-def q_step(schedule: Schedule, x_prev: torch.Tensor, t, eps: torch.Tensor | None = None,
-           generator: torch.Generator | None = None, *, noise: torch.Tensor | None = None) -> torch.Tensor:
+def q_step(
+    schedule: Schedule,
+    x_prev: torch.Tensor,
+    t,
+    eps: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    *,
+    noise: torch.Tensor | None = None,
+) -> torch.Tensor:
     r"""One forward step x_{t-1} -> x_t:  :math:`x_t = \sqrt{1-\beta_t}\,x_{t-1} + \sqrt{\beta_t}\,\epsilon`.
 
     Args: ``x_prev`` (B, ...) holds x_{t-1}; ``t`` (B,) in 1..T; ``eps`` like ``x_prev`` (default fresh N(0, I);
@@ -52,7 +60,8 @@ def q_step(schedule: Schedule, x_prev: torch.Tensor, t, eps: torch.Tensor | None
 
 
 def q_mean_var(schedule: Schedule, x0: torch.Tensor, t) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""Mean and variance of the jump :math:`q(x_t|x_0) = \mathcal N(\sqrt{\bar\alpha_t}x_0, (1-\bar\alpha_t)I)` (eq. 4).
+    r"""Mean and variance of the jump
+    :math:`q(x_t|x_0) = \mathcal N(\sqrt{\bar\alpha_t}x_0, (1-\bar\alpha_t)I)` (eq. 4).
 
     Returns ``(mean, variance)``, both of shape (B, ...) like ``x0``.
 
@@ -65,8 +74,15 @@ def q_mean_var(schedule: Schedule, x0: torch.Tensor, t) -> tuple[torch.Tensor, t
     return mean, var
 
 
-def q_sample(schedule: Schedule, x0: torch.Tensor, t, eps: torch.Tensor | None = None,
-             generator: torch.Generator | None = None, *, noise: torch.Tensor | None = None) -> torch.Tensor:
+def q_sample(
+    schedule: Schedule,
+    x0: torch.Tensor,
+    t,
+    eps: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    *,
+    noise: torch.Tensor | None = None,
+) -> torch.Tensor:
     r"""Sample the jump: :math:`x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon`,
     :math:`\epsilon\sim\mathcal N(0,I)` (eq. 4; Algorithm 1 line 5). diffusers calls this ``add_noise``.
 

@@ -10,6 +10,7 @@ notebook can plot the two weightings against each other.
 
 Taught in: notebooks/05_l_simple.ipynb.
 """
+
 from __future__ import annotations
 
 import torch
@@ -25,19 +26,20 @@ __all__ = ["elbo_weights", "sample_timesteps", "loss_simple", "loss_elbo_weighte
 def elbo_weights(schedule: Schedule, var_type: str = "beta") -> torch.Tensor:
     r""":math:`\lambda_t = \beta_t^2 / (2\sigma_t^2\alpha_t(1-\bar\alpha_t))`, float64 of length T+1 (index 0 = 0).
 
-    At t = 1 the same formula is the weight of L_0 under a Gaussian decoder of variance sigma_1^2;
-    for ``beta_tilde`` sigma_1^2 is the clipped value beta-tilde_2 (beta-tilde_1 = 0).
+    At t = 1 the same formula is the weight of L_0 under a Gaussian decoder of variance sigma_1^2, which
+    :meth:`Schedule.model_log_variance` gives per ``var_type`` (beta_1 for ``"beta"``; beta-tilde_2 for
+    ``"fixedlarge"`` and the clipped ``beta_tilde``).
     """
-    if check_var_type(var_type) == "beta":
-        sigma2 = schedule.betas.clone()
-    else:
-        sigma2 = schedule.posterior_log_variance_clipped.exp()
-    lam = schedule.betas ** 2 / (2 * sigma2 * schedule.alphas * schedule.one_minus_alpha_bars.clamp_min(1e-300))
+    check_var_type(var_type)
+    sigma2 = schedule.model_log_variance(var_type).exp()
+    lam = schedule.betas**2 / (2 * sigma2 * schedule.alphas * schedule.one_minus_alpha_bars.clamp_min(1e-300))
     lam[0] = 0.0
     return lam
 
 
-def sample_timesteps(schedule: Schedule, batch: int, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_timesteps(
+    schedule: Schedule, batch: int, device=None, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """t ~ Uniform{1, ..., T}, a LongTensor (B,) (Algorithm 1, line 3)."""
     gen_device = generator.device if generator is not None else device
     return torch.randint(1, schedule.T + 1, (batch,), generator=generator, device=gen_device).to(device)
@@ -63,10 +65,19 @@ def _reduce(per_example: torch.Tensor, reduction: str) -> torch.Tensor:
     raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
 
 
-def loss_simple(schedule: Schedule, model, x0: torch.Tensor, t=None, eps: torch.Tensor | None = None,
-                generator: torch.Generator | None = None, reduction: str = "mean", *,
-                noise: torch.Tensor | None = None) -> torch.Tensor:
-    r"""Algorithm 1's loss :math:`\|\epsilon - \epsilon_\theta(\sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\epsilon, t)\|^2`
+def loss_simple(
+    schedule: Schedule,
+    model,
+    x0: torch.Tensor,
+    t=None,
+    eps: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    reduction: str = "mean",
+    *,
+    noise: torch.Tensor | None = None,
+) -> torch.Tensor:
+    r"""Algorithm 1's loss
+    :math:`\|\epsilon - \epsilon_\theta(\sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\epsilon, t)\|^2`
     (eq. 14), averaged over dimensions; t ~ U{1..T} and eps ~ N(0, I) unless given.
 
     ``reduction="mean"`` gives a scalar; ``"none"`` gives one value per row (B,). ``noise=`` is the old
@@ -77,9 +88,18 @@ def loss_simple(schedule: Schedule, model, x0: torch.Tensor, t=None, eps: torch.
     return _reduce(per_example, reduction)
 
 
-def loss_elbo_weighted(schedule: Schedule, model, x0: torch.Tensor, t=None, eps: torch.Tensor | None = None,
-                       generator: torch.Generator | None = None, var_type: str = "beta",
-                       reduction: str = "mean", *, noise: torch.Tensor | None = None) -> torch.Tensor:
+def loss_elbo_weighted(
+    schedule: Schedule,
+    model,
+    x0: torch.Tensor,
+    t=None,
+    eps: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    var_type: str = "beta",
+    reduction: str = "mean",
+    *,
+    noise: torch.Tensor | None = None,
+) -> torch.Tensor:
     r"""The eps-loss with the bound's weights: :math:`T\,\lambda_t\,\|\epsilon-\epsilon_\theta\|^2 / D`.
 
     With t ~ U{1..T} its expectation is :math:`\frac1D\sum_{t=1}^T (L_{t-1} - C_t)`, the bound per

@@ -3,7 +3,8 @@ the three things a network can predict: the noise eps, the clean x_0, or the pos
 
 * posterior (eq. 6-7):
   :math:`q(x_{t-1}|x_t,x_0) = \mathcal N(\tilde\mu_t, \tilde\beta_t I)`,
-  :math:`\tilde\mu_t = \frac{\sqrt{\bar\alpha_{t-1}}\beta_t}{1-\bar\alpha_t}x_0 + \frac{\sqrt{\alpha_t}(1-\bar\alpha_{t-1})}{1-\bar\alpha_t}x_t`,
+  :math:`\tilde\mu_t = \frac{\sqrt{\bar\alpha_{t-1}}\beta_t}{1-\bar\alpha_t}x_0
+  + \frac{\sqrt{\alpha_t}(1-\bar\alpha_{t-1})}{1-\bar\alpha_t}x_t`,
   :math:`\tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\beta_t`
 * x_0 from eps (eq. 4 solved for x_0): :math:`\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\epsilon)/\sqrt{\bar\alpha_t}`
 * the mean in eps-form (eq. 10-11):
@@ -13,6 +14,7 @@ Shapes: x0, xt, eps are (B, ...); t is a LongTensor (B,) in 1..T (or an int).
 
 Taught in: notebooks/03_posterior.ipynb.
 """
+
 from __future__ import annotations
 
 import torch
@@ -64,7 +66,8 @@ def predict_eps_from_x0(schedule: Schedule, xt: torch.Tensor, t, x0: torch.Tenso
 
 def posterior_mean_from_eps(schedule: Schedule, xt: torch.Tensor, t, eps: torch.Tensor) -> torch.Tensor:
     r"""The posterior mean in eps-form (eq. 11):
-    :math:`\mu = \frac{1}{\sqrt{\alpha_t}}\big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\epsilon\big)`; shape (B, ...).
+    :math:`\mu = \frac{1}{\sqrt{\alpha_t}}\big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\epsilon\big)`;
+    shape (B, ...).
 
     With the true eps this equals :func:`q_posterior`'s mean; with a network's eps it is
     :math:`\mu_\theta(x_t, t)`, the mean of the reverse step p(x_{t-1}|x_t).
@@ -73,4 +76,6 @@ def posterior_mean_from_eps(schedule: Schedule, xt: torch.Tensor, t, eps: torch.
     """
     t = _prep(schedule, xt, eps, t, "xt", "eps")
     beta = schedule.gather("betas", t, xt)
-    return (xt - beta / schedule.gather("sqrt_one_minus_alpha_bars", t, xt) * eps) / schedule.gather("sqrt_alphas", t, xt)
+    return (xt - beta / schedule.gather("sqrt_one_minus_alpha_bars", t, xt) * eps) / schedule.gather(
+        "sqrt_alphas", t, xt
+    )

@@ -6,7 +6,9 @@ mean and variance.
   - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\epsilon_\theta(x_t,t)\big)`
 * the two fixed variances of sec. 3.2: ``var_type="beta"`` (:math:`\sigma_t^2=\beta_t`, optimal when
   x_0 ~ N(0, I)) and ``var_type="beta_tilde"`` (:math:`\sigma_t^2=\tilde\beta_t`, optimal when x_0 is
-  one fixed point). improved-diffusion calls them "fixedlarge" and "fixedsmall"; both names work.
+  one fixed point). ``"fixedsmall"`` (improved-diffusion's name) is ``"beta_tilde"``; ``"fixedlarge"`` is
+  ``"beta"`` except at t = 1, where the released code uses :math:`\tilde\beta_2` "to get a better decoder log
+  likelihood" (see :meth:`edudiff.Schedule.model_log_variance`).
 
 A model is any callable ``model(x_t, t) -> eps_hat`` with x_t (B, ...) and t a LongTensor (B,) in 1..T.
 The samplers (:mod:`edudiff.sampling`), the losses and the bound (:mod:`edudiff.elbo`) all go through
@@ -27,7 +29,8 @@ from .schedules import Schedule
 
 __all__ = ["VAR_TYPES", "check_var_type", "call_model", "eval_mode", "reverse_variance", "p_mean_variance"]
 
-#: Accepted ``var_type`` names -> the canonical one ("beta" or "beta_tilde").
+#: Accepted ``var_type`` names -> their family ("beta" or "beta_tilde"). The exact per-t variance of each
+#: name (``"fixedlarge"`` differs from ``"beta"`` at t = 1) comes from :meth:`Schedule.model_log_variance`.
 VAR_TYPES = {"beta": "beta", "fixedlarge": "beta", "beta_tilde": "beta_tilde", "fixedsmall": "beta_tilde"}
 
 
@@ -67,11 +70,13 @@ def eval_mode(model):
 
 def reverse_variance(schedule: Schedule, t: torch.Tensor, x: torch.Tensor, var_type: str = "beta"):
     r"""``(variance, log_variance)`` of :math:`p_\theta(x_{t-1}|x_t)`, each shaped to broadcast against x
-    (B, 1, ...): :math:`\beta_t` for ``"beta"``; :math:`\tilde\beta_t` with the clipped log-variance
-    (finite at t = 1) for ``"beta_tilde"``. The one place the reverse variance is looked up."""
+    (B, 1, ...): :math:`\beta_t` for ``"beta"`` (and ``"fixedlarge"``, which uses :math:`\tilde\beta_2` at
+    t = 1); :math:`\tilde\beta_t` with the clipped log-variance (finite at t = 1) for ``"beta_tilde"``.
+    The one place the reverse variance is looked up; the per-t table is
+    :meth:`Schedule.model_log_variance`."""
     if check_var_type(var_type) == "beta":
-        variance = schedule.gather("betas", t, x)
-        return variance, variance.log()
+        log_variance = schedule.gather(schedule.model_log_variance(var_type), t, x)  # sigma_1^2 per var_type
+        return log_variance.exp(), log_variance
     return schedule.gather("posterior_variance", t, x), schedule.gather("posterior_log_variance_clipped", t, x)
 
 

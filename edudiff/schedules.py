@@ -16,6 +16,7 @@ Math (paper notation):
 Taught in: notebooks/02_closed_form_jump.ipynb (schedules, alpha_bar, SNR) and
 notebooks/03_posterior.ipynb (posterior coefficients).
 """
+
 from __future__ import annotations
 
 import math
@@ -127,8 +128,10 @@ class Schedule:
             raise ValueError("betas contains NaN or inf; every beta_t must lie in (0, 1)")
         if not bool(((b > 0) & (b < 1)).all()):
             bad = int(torch.nonzero((b <= 0) | (b >= 1))[0]) + 1
-            raise ValueError(f"betas must lie strictly in (0, 1); beta_{bad} = {float(b[bad - 1])!r}. "
-                             f"Betas are given for t=1..T (do not include beta_0 = 0).")
+            raise ValueError(
+                f"betas must lie strictly in (0, 1); beta_{bad} = {float(b[bad - 1])!r}. "
+                f"Betas are given for t=1..T (do not include beta_0 = 0)."
+            )
         self.T = int(b.numel())
         one = torch.ones(1, dtype=torch.float64)
         zero = torch.zeros(1, dtype=torch.float64)
@@ -161,22 +164,67 @@ class Schedule:
 
     # ----------------------------------------------------------------- constructors
     @classmethod
-    def linear(cls, T: int = 1000, beta_1: float = 1e-4, beta_T: float = 0.02) -> "Schedule":
+    def linear(cls, T: int = 1000, beta_1: float = 1e-4, beta_T: float = 0.02) -> Schedule:
         """``Schedule(linear_betas(T, beta_1, beta_T))``."""
         return cls(linear_betas(T, beta_1, beta_T))
 
     @classmethod
-    def cosine(cls, T: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> "Schedule":
+    def cosine(cls, T: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> Schedule:
         """``Schedule(cosine_betas(T, s, max_beta))``."""
         return cls(cosine_betas(T, s, max_beta))
+
+    # ----------------------------------------------------------------- the reverse process's variance
+    MODEL_VARIANCES = ("beta", "fixedlarge", "beta_tilde", "fixedsmall")
+
+    def model_log_variance(self, var_type: str = "beta") -> torch.Tensor:
+        r"""The reverse step's fixed log-variance :math:`\log\sigma_t^2`, a float64 table of length T+1.
+
+        The two choices of sec. 3.2 and how the released code differs from the paper's text at t = 1:
+
+        ================ ============================================================================
+        ``"beta"``       :math:`\sigma_t^2 = \beta_t` for every t, including :math:`\sigma_1^2 = \beta_1`
+                         — the paper's text read literally. Right for continuous (toy) data, where the
+                         decoder is a density.
+        ``"fixedlarge"`` :math:`\sigma_t^2 = \beta_t` for t >= 2 but :math:`\sigma_1^2 = \tilde\beta_2` — what the
+                         paper's released code (and improved-diffusion) does for "fixedlarge":
+                         ``np.append(posterior_variance[1], betas[1:])``, "to get a better decoder log
+                         likelihood". Use it to compute bits/dim the way the paper's 3.75 was computed.
+        ``"beta_tilde"`` :math:`\sigma_t^2 = \tilde\beta_t`, with :math:`\tilde\beta_1 = 0` replaced by
+        ``"fixedsmall"`` :math:`\tilde\beta_2` (``posterior_log_variance_clipped``); the two names are the same.
+        ================ ============================================================================
+
+        Index 0 repeats index 1 (there is no reverse step into t = 0). For T = 1, ``"fixedlarge"``
+        has no :math:`\tilde\beta_2` and uses :math:`\beta_1`.
+
+        Taught in: notebooks/04_elbo_terms.ipynb (section 8, the decoder) and notebooks/03_posterior.ipynb.
+        """
+        key = ("model_log_variance", var_type)
+        if key not in self._cache:
+            if var_type == "beta":
+                table = self.betas.clone()
+            elif var_type == "fixedlarge":
+                table = self.betas.clone()
+                table[1] = self.posterior_variance[2] if self.T >= 2 else self.betas[1]
+            elif var_type in ("beta_tilde", "fixedsmall"):
+                table = self.posterior_log_variance_clipped.exp()
+            else:
+                raise ValueError(
+                    f"var_type must be one of {', '.join(map(repr, self.MODEL_VARIANCES))} "
+                    f"(see Schedule.model_log_variance); got {var_type!r}"
+                )
+            table[0] = table[1]
+            self._cache[key] = table.log()
+        return self._cache[key]
 
     # ----------------------------------------------------------------- helpers
     def __len__(self) -> int:
         return self.T
 
     def __repr__(self) -> str:
-        return (f"Schedule(T={self.T}, beta_1={float(self.betas[1]):.3g}, beta_T={float(self.betas[-1]):.3g}, "
-                f"alpha_bar_T={float(self.alpha_bars[-1]):.3g})")
+        return (
+            f"Schedule(T={self.T}, beta_1={float(self.betas[1]):.3g}, beta_T={float(self.betas[-1]):.3g}, "
+            f"alpha_bar_T={float(self.alpha_bars[-1]):.3g})"
+        )
 
     @property
     def timesteps(self) -> torch.Tensor:

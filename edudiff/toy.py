@@ -2,16 +2,23 @@ r"""Toy data with exact answers: Gaussian mixtures in 1-D and 2-D.
 
 A mixture stays a mixture under the forward process, so everything is known in closed form:
 
-* marginal (from eq. 4): :math:`q(x_t) = \sum_k w_k\,\mathcal N(\sqrt{\bar\alpha_t}\mu_k,\ (\bar\alpha_t s_k^2 + 1-\bar\alpha_t) I)`
-* the optimal denoiser: :math:`E[x_0|x_t] = \sum_k r_k(x_t)\big(\mu_k + \frac{s_k^2\sqrt{\bar\alpha_t}}{v_k}(x_t - \sqrt{\bar\alpha_t}\mu_k)\big)`
-  with :math:`v_k = \bar\alpha_t s_k^2 + 1-\bar\alpha_t` and responsibilities :math:`r_k \propto w_k\,\mathcal N(x_t; \sqrt{\bar\alpha_t}\mu_k, v_k I)`
-* the optimal eps-model: :math:`\epsilon^*(x_t,t) = (x_t - \sqrt{\bar\alpha_t}E[x_0|x_t])/\sqrt{1-\bar\alpha_t} = -\sqrt{1-\bar\alpha_t}\,\nabla\log q(x_t)`
+* marginal (from eq. 4):
+  :math:`q(x_t) = \sum_k w_k\,\mathcal N(\sqrt{\bar\alpha_t}\mu_k,\ (\bar\alpha_t s_k^2 + 1-\bar\alpha_t) I)`
+* the optimal denoiser:
+  :math:`E[x_0|x_t] = \sum_k r_k(x_t)\big(\mu_k
+  + \frac{s_k^2\sqrt{\bar\alpha_t}}{v_k}(x_t - \sqrt{\bar\alpha_t}\mu_k)\big)`
+  with :math:`v_k = \bar\alpha_t s_k^2 + 1-\bar\alpha_t` and responsibilities
+  :math:`r_k \propto w_k\,\mathcal N(x_t; \sqrt{\bar\alpha_t}\mu_k, v_k I)`
+* the optimal eps-model:
+  :math:`\epsilon^*(x_t,t) = (x_t - \sqrt{\bar\alpha_t}E[x_0|x_t])/\sqrt{1-\bar\alpha_t}
+  = -\sqrt{1-\bar\alpha_t}\,\nabla\log q(x_t)`
 
 Components are isotropic: means (K,) for 1-D data of shape (B,), or (K, d) for data of shape (B, d).
 Everything is computed in float64.
 
 Taught in: notebooks/01_gaussian_mixture_diffusion.ipynb, 04_elbo_terms.ipynb, 05_l_simple.ipynb.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,8 +46,10 @@ class GaussianMixture:
             raise ValueError(f"means must have shape (K,) or (K, d); got {tuple(m.shape)}")
         K = m.shape[0]
         if w.shape[0] != K or s.shape[0] != K:
-            raise ValueError(f"weights {tuple(w.shape)}, means {tuple(m.shape)} and stds {tuple(s.shape)} "
-                             f"must describe the same number of components K={K}")
+            raise ValueError(
+                f"weights {tuple(w.shape)}, means {tuple(m.shape)} and stds {tuple(s.shape)} "
+                f"must describe the same number of components K={K}"
+            )
         if bool((w < 0).any()) or not math.isclose(float(w.sum()), 1.0, rel_tol=1e-9, abs_tol=1e-9):
             raise ValueError(f"weights must be non-negative and sum to 1; got sum {float(w.sum())}")
         if bool((s <= 0).any()) or not bool(torch.isfinite(torch.cat([s, m.reshape(-1)])).all()):
@@ -79,7 +88,7 @@ class GaussianMixture:
         """log w_k + log N(x; mu_k, s_k^2 I) for each row and component: shape (B, K)."""
         x = self._as_2d(x)
         d2 = ((x[:, None, :] - self.means[None]) ** 2).sum(-1)
-        var = self.stds ** 2
+        var = self.stds**2
         return self.weights.log() - 0.5 * self.dim * torch.log(2 * math.pi * var) - 0.5 * d2 / var
 
     def log_prob(self, x) -> torch.Tensor:
@@ -92,8 +101,8 @@ class GaussianMixture:
     def variance(self) -> torch.Tensor:
         """Per-dimension variance of the mixture."""
         mu = (self.weights[:, None] * self.means).sum(0)
-        second = (self.weights[:, None] * (self.means ** 2 + self.stds[:, None] ** 2)).sum(0)
-        v = second - mu ** 2
+        second = (self.weights[:, None] * (self.means**2 + self.stds[:, None] ** 2)).sum(0)
+        v = second - mu**2
         return v[0] if self.one_d else v
 
     # ------------------------------------------------------------ under the forward process
@@ -104,11 +113,11 @@ class GaussianMixture:
             raise ValueError(f"t must lie in 0..T={schedule.T} (0 = the data itself); got {t}")
         return float(schedule.alpha_bars[t])
 
-    def marginal(self, schedule: Schedule, t: int) -> "GaussianMixture":
+    def marginal(self, schedule: Schedule, t: int) -> GaussianMixture:
         """q(x_t) as a mixture: component k becomes N(sqrt(ab) mu_k, ab s_k^2 + 1 - ab). t in 0..T (int)."""
         ab = self._alpha_bar(schedule, t)
         means = math.sqrt(ab) * self.means
-        stds = torch.sqrt(ab * self.stds ** 2 + (1 - ab))
+        stds = torch.sqrt(ab * self.stds**2 + (1 - ab))
         return GaussianMixture(self.weights, means.reshape(-1) if self.one_d else means, stds)
 
     def posterior_mean_x0(self, schedule: Schedule, xt, t: int) -> torch.Tensor:
@@ -116,10 +125,11 @@ class GaussianMixture:
         ab = self._alpha_bar(schedule, t)
         x = self._as_2d(xt)
         marg = self.marginal(schedule, t)
-        r = torch.softmax(marg.component_log_probs(x), dim=1)            # (B, K)
-        v = marg.stds ** 2                                                # (K,)
-        cond = self.means[None] + (self.stds ** 2 * math.sqrt(ab) / v)[None, :, None] * (
-            x[:, None, :] - math.sqrt(ab) * self.means[None])             # (B, K, d)
+        r = torch.softmax(marg.component_log_probs(x), dim=1)  # (B, K)
+        v = marg.stds**2  # (K,)
+        cond = self.means[None] + (self.stds**2 * math.sqrt(ab) / v)[None, :, None] * (
+            x[:, None, :] - math.sqrt(ab) * self.means[None]
+        )  # (B, K, d)
         return self._out((r[:, :, None] * cond).sum(1))
 
     def score(self, schedule: Schedule, xt, t: int) -> torch.Tensor:
@@ -127,7 +137,7 @@ class GaussianMixture:
         x = self._as_2d(xt)
         marg = self.marginal(schedule, t)
         r = torch.softmax(marg.component_log_probs(x), dim=1)
-        g = (marg.means[None] - x[:, None, :]) / (marg.stds ** 2)[None, :, None]
+        g = (marg.means[None] - x[:, None, :]) / (marg.stds**2)[None, :, None]
         return self._out((r[:, :, None] * g).sum(1))
 
     def optimal_eps(self, schedule: Schedule, xt, t) -> torch.Tensor:
@@ -148,8 +158,10 @@ class GaussianMixture:
 
     def optimal_eps_model(self, schedule: Schedule):
         """A callable ``model(x_t, t) -> eps*`` (in x_t's dtype) for the samplers and the ELBO."""
+
         def model(xt, t):
             return self.optimal_eps(schedule, xt.detach().cpu(), t.cpu()).to(device=xt.device, dtype=xt.dtype)
+
         return model
 
 

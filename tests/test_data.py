@@ -4,6 +4,7 @@ Real files come from the offline dataset folder (``<repo>/../shared/datasets``, 
 and are checked against an independent numpy decoding of the same bytes. Downloads run for real,
 with urllib, against a local HTTP server on 127.0.0.1 whose misbehaviour each test chooses.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -19,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from dataset_paths import DATA, REPO  # noqa: E402,F401
 
 from edudiff import archives, data
 from edudiff.data import DatasetError, DatasetNotFoundError, DownloadError
 
-from dataset_paths import DATA, REPO  # noqa: E402,F401
 MNIST_RAW = DATA / "MNIST" / "raw"
 FASHION_RAW = DATA / "FashionMNIST" / "raw"
 SUBSET = DATA / "cifar-10-subset" / "cifar-10-batches-py"
@@ -40,8 +41,10 @@ MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 def _need(*paths: Path) -> None:
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
-        pytest.skip(f"offline dataset files not found: {missing} (set EDUDIFF_DATA or provide "
-                    f"{REPO.parent / 'shared' / 'datasets'})")
+        pytest.skip(
+            f"offline dataset files not found: {missing} (set EDUDIFF_DATA or provide "
+            f"{REPO.parent / 'shared' / 'datasets'})"
+        )
 
 
 def _raw_idx(path: Path, header: int) -> np.ndarray:
@@ -177,14 +180,17 @@ def _write_pickle(path: Path, obj) -> None:
     path.write_bytes(pickle.dumps(obj, protocol=2))
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"this is not a pickle", "not a readable CIFAR-10 batch"),
-    ({"labels": [0]}, "lacks the key"),
-    ({"data": np.zeros((2, 3072), np.float32), "labels": [0, 1]}, "uint8 array of shape (n, 3072)"),
-    ({"data": np.zeros((2, 3072), np.uint8), "labels": [0]}, "'labels' must be 2 integers"),
-    ({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 10]}, "labels must lie in 0..9"),
-    ({"data": np.zeros((1, 3072), np.uint8), "labels": [0], "evil": os.getcwd}, "refusing to load"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"this is not a pickle", "not a readable CIFAR-10 batch"),
+        ({"labels": [0]}, "lacks the key"),
+        ({"data": np.zeros((2, 3072), np.float32), "labels": [0, 1]}, "uint8 array of shape (n, 3072)"),
+        ({"data": np.zeros((2, 3072), np.uint8), "labels": [0]}, "'labels' must be 2 integers"),
+        ({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 10]}, "labels must lie in 0..9"),
+        ({"data": np.zeros((1, 3072), np.uint8), "labels": [0], "evil": os.getcwd}, "refusing to load"),
+    ],
+)
 def test_cifar10_bad_batch_raises_naming_the_file(tmp_path, content, message):
     batch = tmp_path / "cifar-10-subset" / "cifar-10-batches-py" / "test_batch"
     if isinstance(content, bytes):
@@ -199,8 +205,9 @@ def test_cifar10_bad_batch_raises_naming_the_file(tmp_path, content, message):
 
 def test_cifar10_tiny_batch_with_bytes_keys_loads(tmp_path):
     rows = np.arange(2 * 3072, dtype=np.int64).astype(np.uint8).reshape(2, 3072)
-    _write_pickle(tmp_path / "cifar-10-subset" / "cifar-10-batches-py" / "test_batch",
-                  {b"data": rows, b"labels": [3, 9]})
+    _write_pickle(
+        tmp_path / "cifar-10-subset" / "cifar-10-batches-py" / "test_batch", {b"data": rows, b"labels": [3, 9]}
+    )
     ds = data.load_cifar10(tmp_path, train=False)
     assert ds.labels.tolist() == [3, 9]
     assert data.to_uint8(ds.images)[1, 2, 0, 5].item() == rows[1, 2048 + 5]
@@ -246,7 +253,7 @@ def _copy_mnist_test(root: Path) -> Path:
 
 def _flip_bytes(path: Path, at: int = 100, n: int = 4) -> None:
     blob = bytearray(path.read_bytes())
-    blob[at:at + n] = bytes(b ^ 0xFF for b in blob[at:at + n])
+    blob[at : at + n] = bytes(b ^ 0xFF for b in blob[at : at + n])
     path.write_bytes(bytes(blob))
 
 
@@ -283,13 +290,16 @@ def _idx_bytes(magic: bytes, dims: tuple[int, ...], payload: bytes) -> bytes:
     return magic + b"".join(d.to_bytes(4, "big") for d in dims) + payload
 
 
-@pytest.mark.parametrize("blob, message", [
-    (_idx_bytes(b"\x00\x00\x09\x01", (3,), b"abc"), "magic number is 0x00000901"),
-    (_idx_bytes(b"\x08\x03\x00\x00", (3,), b"abc"), "magic number"),
-    (_idx_bytes(b"\x00\x00\x08\x03", (2, 2, 2), b"1234567"), "holds 7 data bytes"),
-    (_idx_bytes(b"\x00\x00\x08\x01", (3,), b"abc"), "has 1 dimensions"),
-    (b"\x00\x00\x08\x03\x00", "truncated"),
-])
+@pytest.mark.parametrize(
+    "blob, message",
+    [
+        (_idx_bytes(b"\x00\x00\x09\x01", (3,), b"abc"), "magic number is 0x00000901"),
+        (_idx_bytes(b"\x08\x03\x00\x00", (3,), b"abc"), "magic number"),
+        (_idx_bytes(b"\x00\x00\x08\x03", (2, 2, 2), b"1234567"), "holds 7 data bytes"),
+        (_idx_bytes(b"\x00\x00\x08\x01", (3,), b"abc"), "has 1 dimensions"),
+        (b"\x00\x00\x08\x03\x00", "truncated"),
+    ],
+)
 def test_malformed_idx_raises_value_error_naming_file(tmp_path, blob, message):
     path = tmp_path / "images.idx.gz"
     path.write_bytes(gzip.compress(blob))

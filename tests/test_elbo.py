@@ -1,15 +1,27 @@
 """ELBO pieces: KL against Monte Carlo / quadrature / scipy densities; the discretized decoder against
 scipy's normal CDF; the whole bound against exact results for Gaussian and Gaussian-mixture data."""
+
 import math
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import integrate, stats
 
-from edudiff import (Schedule, bits_per_dim, discretized_gaussian_log_likelihood, elbo_terms,
-                     gaussian_log_likelihood, l_0, l_t_minus_1, normal_kl, prior_kl, vb_terms)
+from edudiff import (
+    Schedule,
+    bits_per_dim,
+    discretized_gaussian_log_likelihood,
+    elbo_terms,
+    gaussian_log_likelihood,
+    l_0,
+    l_t_minus_1,
+    normal_kl,
+    prior_kl,
+    vb_terms,
+)
 from edudiff.toy import GaussianMixture, two_gaussians_1d
 
 f64 = lambda *a: torch.tensor(a, dtype=torch.float64)  # noqa: E731
@@ -53,8 +65,9 @@ def test_gaussian_log_likelihood_equals_scipy():
 LEVELS = torch.arange(256, dtype=torch.float64) / 127.5 - 1
 
 
-@pytest.mark.parametrize("mean, scale", [(0.0, 1.0), (0.3, 0.01), (-0.99, 1e-3), (1.0, 0.5), (5.0, 0.1),
-                                         (0.2, 1e-4), (-3.0, 2.0)])
+@pytest.mark.parametrize(
+    "mean, scale", [(0.0, 1.0), (0.3, 0.01), (-0.99, 1e-3), (1.0, 0.5), (5.0, 0.1), (0.2, 1e-4), (-3.0, 2.0)]
+)
 def test_discretized_likelihood_sums_to_one_and_matches_scipy(mean, scale):
     logp = discretized_gaussian_log_likelihood(LEVELS, f64(mean), f64(math.log(scale)))
     assert bool(torch.isfinite(logp).all())
@@ -106,8 +119,14 @@ def test_bound_terms_vanish_for_a_point_mass_with_sigma_beta_tilde():
     s = Schedule.linear(50, beta_T=0.2)
     point = GaussianMixture([1.0], [0.7], [1e-9])
     x0 = torch.full((16,), 0.7, dtype=torch.float64)
-    out = elbo_terms(s, point.optimal_eps_model(s), x0, var_type="beta_tilde", decoder="gaussian",
-                     generator=torch.Generator().manual_seed(1))
+    out = elbo_terms(
+        s,
+        point.optimal_eps_model(s),
+        x0,
+        var_type="beta_tilde",
+        decoder="gaussian",
+        generator=torch.Generator().manual_seed(1),
+    )
     assert out["vb"][:, 1:].abs().max().item() < 1e-8
 
 
@@ -130,7 +149,7 @@ def test_negative_elbo_bounds_the_mixture_entropy_and_tightens_with_T():
 def test_term_functions_agree_with_vb_terms_and_check_t():
     s = Schedule.linear(10)
     model = lambda x, t: torch.zeros_like(x)  # noqa: E731
-    x0 = (torch.randint(0, 256, (4, 1, 2, 2)).double() / 127.5 - 1)
+    x0 = torch.randint(0, 256, (4, 1, 2, 2)).double() / 127.5 - 1
     xt = torch.randn_like(x0)
     assert torch.equal(l_t_minus_1(s, model, x0, xt, torch.full((4,), 5)), vb_terms(s, model, x0, xt, 5))
     assert torch.equal(l_0(s, model, x0, xt), vb_terms(s, model, x0, xt, 1))
@@ -140,3 +159,42 @@ def test_term_functions_agree_with_vb_terms_and_check_t():
         vb_terms(s, model, x0, xt, 1, decoder="laplace")
     with pytest.raises(ValueError, match="timesteps"):
         elbo_terms(s, model, x0, timesteps=[0, 3])
+
+
+@pytest.mark.parametrize("var_type", ["beta", "fixedlarge"])
+def test_l0_equals_the_gaussian_integrated_over_each_bin_on_a_grid(var_type):
+    """L_0 = -log p(x_0|x_1) for 8-bit data, against the decoder density integrated over each pixel's bin
+    with the trapezoid rule; sigma_1^2 from the betas by hand: beta_1 ('beta', the paper's text) or
+    beta-tilde_2 = beta_2 (1 - alpha_1) / (1 - alpha_1 alpha_2) ('fixedlarge', the released code)."""
+    s = Schedule.linear(1000)
+    b1, b2 = 1e-4, 1e-4 + (0.02 - 1e-4) / 999
+    sigma2 = {"beta": b1, "fixedlarge": b2 * b1 / (1 - (1 - b1) * (1 - b2))}[var_type]
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randint(1, 255, (3, 1, 2, 2), generator=g).double() / 127.5 - 1  # inner levels: closed bins
+    x1 = math.sqrt(1 - b1) * x0 + math.sqrt(b1) * torch.randn(x0.shape, generator=g, dtype=torch.float64)
+    zero = lambda x, t: torch.zeros_like(x)  # noqa: E731  eps = 0: the mean is x_1 / sqrt(alpha_1) (eq. 11)
+    mean = (x1 / math.sqrt(1 - b1)).numpy().reshape(3, -1)
+    want = np.zeros(3)
+    for i in range(3):
+        for x, m in zip(x0.numpy().reshape(3, -1)[i], mean[i]):
+            grid = np.linspace(x - 1 / 255, x + 1 / 255, 20001)
+            p = integrate.trapezoid(stats.norm.pdf(grid, m, math.sqrt(sigma2)), grid)
+            want[i] -= math.log(p)
+    got = l_0(s, zero, x0, x1, var_type=var_type).numpy()
+    assert np.allclose(got, want, rtol=1e-7, atol=0), (got, want)
+
+
+def test_fixedlarge_decoder_costs_fewer_bits_for_a_perfect_mean():
+    """The released code's sigma_1 = sqrt(beta-tilde_2) = 0.0074 fits the bin half-width 1/255 better than
+    sqrt(beta_1) = 0.01: for a mean at the pixel, -log2 P(bin) = -log2(2 Phi(1/(255 sigma)) - 1) per dimension."""
+    s = Schedule.linear(1000)
+    x0 = torch.zeros(1, 3, 4, 4, dtype=torch.float64) + 2 / 255 - 1 + 100 / 127.5
+    exact = lambda x, t: (x - math.sqrt(float(s.alpha_bars[1])) * x0) / math.sqrt(1 - float(s.alpha_bars[1]))  # noqa
+    bits = {
+        v: bits_per_dim(l_0(s, exact, x0, x0 * math.sqrt(0.9999), var_type=v), 48).item()
+        for v in ("beta", "fixedlarge")
+    }
+    for v, sigma2 in (("beta", 1e-4), ("fixedlarge", float(s.model_log_variance("fixedlarge")[1].exp()))):
+        p = 2 * stats.norm.cdf(1 / 255 / math.sqrt(sigma2)) - 1
+        assert bits[v] == pytest.approx(-math.log2(p), rel=1e-9), v
+    assert bits["beta"] - bits["fixedlarge"] > 0.35, bits

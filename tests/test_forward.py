@@ -1,4 +1,5 @@
 """Forward process: the jump q(x_t|x_0) against chained single steps (exact recursion, moments, KS)."""
+
 import math
 
 import numpy as np
@@ -65,14 +66,17 @@ def test_generator_makes_results_reproducible_and_images_work():
     assert q_sample(s, x0, 5).shape == x0.shape  # an int t is broadcast over the batch
 
 
-@pytest.mark.parametrize("t, err, match", [
-    (torch.tensor([0, 1]), ValueError, r"1\.\.T=10"),
-    (torch.tensor([1, 11]), ValueError, r"1\.\.T=10"),
-    (torch.tensor([[1, 2]]), ValueError, r"shape \(B,\)"),
-    (torch.tensor([1, 2, 3]), ValueError, "batch size 2"),
-    (torch.tensor([1.0, 2.0]), TypeError, "integer timesteps"),
-    ("5", TypeError, "LongTensor"),
-])
+@pytest.mark.parametrize(
+    "t, err, match",
+    [
+        (torch.tensor([0, 1]), ValueError, r"1\.\.T=10"),
+        (torch.tensor([1, 11]), ValueError, r"1\.\.T=10"),
+        (torch.tensor([[1, 2]]), ValueError, r"shape \(B,\)"),
+        (torch.tensor([1, 2, 3]), ValueError, "batch size 2"),
+        (torch.tensor([1.0, 2.0]), TypeError, "integer timesteps"),
+        ("5", TypeError, "LongTensor"),
+    ],
+)
 def test_bad_t_is_refused_with_a_clear_message(t, err, match):
     s = Schedule.linear(10)
     with pytest.raises(err, match=match):
@@ -93,11 +97,12 @@ def test_bad_data_is_refused():
 
 def test_value_checks_can_be_switched_off_for_a_block_and_come_back():
     from edudiff._validate import value_checks
+
     s = Schedule.linear(10)
     bad = torch.tensor([[float("nan")]])
     with value_checks(False):
-        assert torch.isnan(q_sample(s, bad, torch.tensor([1]))).all()   # no read-back, no error
-        with pytest.raises(ValueError, match="batch size 2"):           # shape checks still run
+        assert torch.isnan(q_sample(s, bad, torch.tensor([1]))).all()  # no read-back, no error
+        with pytest.raises(ValueError, match="batch size 2"):  # shape checks still run
             q_sample(s, torch.zeros(2, 1), torch.tensor([1, 2, 3]))
     with pytest.raises(ValueError, match="NaN"):
         q_sample(s, bad, torch.tensor([1]))

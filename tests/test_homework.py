@@ -1,9 +1,10 @@
-"""Tests for edudiff.homework: student versions, marker checks, grading, check_close.
+"""Tests for edudiff.homework: student versions, marker checks, grading, integrity of the checks.
 
 Fixture notebooks are built in tmp_path; the committed notebooks in notebooks/ are checked too
 (parametrized over the glob, skipped while there are none). Tests that start a kernel are marked
 slow (`pytest -m "not slow"` skips them).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -15,35 +16,62 @@ import sys
 from pathlib import Path
 
 import nbformat
-import numpy as np
 import pytest
-import torch
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from edudiff import homework
-from edudiff.homework import MarkerError, cell_errors, check_close, exercise_checks, solution_cells
+from edudiff.checks import INTEGRITY_MESSAGE
+from edudiff.homework import MarkerError, cell_errors, exercise_checks, solution_cells
 
 REPO = Path(__file__).resolve().parent.parent
 COMMITTED = sorted((REPO / "notebooks").glob("*.ipynb"))
 committed = pytest.mark.parametrize(
-    "path", [pytest.param(p, id=p.name) for p in COMMITTED]
-    or [pytest.param(None, marks=pytest.mark.skip(reason="no notebooks committed in notebooks/ yet"))])
+    "path",
+    [pytest.param(p, id=p.name) for p in COMMITTED]
+    or [pytest.param(None, marks=pytest.mark.skip(reason="no notebooks committed in notebooks/ yet"))],
+)
 
 
 def solution_meta(gid):
-    return {"nbgrader": {"grade": False, "solution": True, "locked": False, "schema_version": 3,
-                         "task": False, "grade_id": gid}}
+    return {
+        "nbgrader": {
+            "grade": False,
+            "solution": True,
+            "locked": False,
+            "schema_version": 3,
+            "task": False,
+            "grade_id": gid,
+        }
+    }
 
 
 def check_meta(gid, points=1):
-    return {"nbgrader": {"grade": True, "solution": False, "locked": True, "points": points,
-                         "schema_version": 3, "task": False, "grade_id": gid}}
+    return {
+        "nbgrader": {
+            "grade": True,
+            "solution": False,
+            "locked": True,
+            "points": points,
+            "schema_version": 3,
+            "task": False,
+            "grade_id": gid,
+        }
+    }
 
 
 def answer_meta(gid, points=1):
     """A written answer: nbgrader wants markdown solution cells to be (manually) graded too."""
-    return {"nbgrader": {"grade": True, "solution": True, "locked": False, "points": points,
-                         "schema_version": 3, "task": False, "grade_id": gid}}
+    return {
+        "nbgrader": {
+            "grade": True,
+            "solution": True,
+            "locked": False,
+            "points": points,
+            "schema_version": 3,
+            "task": False,
+            "grade_id": gid,
+        }
+    }
 
 
 SCALE = '''def scale(alpha_bar):
@@ -52,25 +80,29 @@ SCALE = '''def scale(alpha_bar):
     root = np.sqrt(alpha_bar)
     return root
     ### END SOLUTION'''
-SCALE_CHECK = '''check_close("scale(alpha_bar=1.0)", lambda: scale(1.0), 1.0, hint="sqrt(alpha_bar_t) (eq. 4)")
+SCALE_CHECK = """check_close("scale(alpha_bar=1.0)", lambda: scale(1.0), 1.0, hint="sqrt(alpha_bar_t) (eq. 4)")
 ### BEGIN HIDDEN TESTS
 check_close("scale(alpha_bar=[0.25, 0.81])", lambda: scale(np.array([0.25, 0.81])), np.array([0.5, 0.9]),
             hint="the mean of q(x_t|x_0) is sqrt(alpha_bar_t) x_0 (eq. 4)")
-### END HIDDEN TESTS'''
-TOTAL = '''for k in range(2):
+### END HIDDEN TESTS"""
+TOTAL = """for k in range(2):
     if k == 1:
         ### BEGIN SOLUTION
         total = 3
         ### END SOLUTION
-print("loop done")'''
+print("loop done")"""
 TOTAL_CHECK = 'assert total == 3, f"total should be 3 (1 + 2), got {total}"'
 
 
 def fixture_notebook() -> nbformat.NotebookNode:
     """An instructor notebook: a function-body exercise with a hidden test, a top-level exercise
     nested in blocks, a markdown answer, a magic, and stale outputs to clear."""
-    nb = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                               "language": "python"}, "course": {"keep": "me"}})
+    nb = new_notebook(
+        metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+            "course": {"keep": "me"},
+        }
+    )
     nb.cells = [
         new_markdown_cell("# Fixture\nWrite `scale`; expected value: `scale(0.25) = 0.5`."),
         new_code_cell("%matplotlib inline\nimport numpy as np\nfrom edudiff.homework import check_close"),
@@ -78,10 +110,15 @@ def fixture_notebook() -> nbformat.NotebookNode:
         new_code_cell(SCALE_CHECK, metadata=check_meta("scale-check")),
         new_code_cell(TOTAL, metadata=solution_meta("total")),
         new_code_cell(TOTAL_CHECK, metadata=check_meta("total-check", points=2)),
-        new_markdown_cell("Why?\n### BEGIN SOLUTION\nBecause sqrt.\n### END SOLUTION\nThanks.",
-                          metadata=answer_meta("why")),
-        new_code_cell("print('done')", execution_count=7, metadata={"scrolled": True, "execution": {"iopub.status.busy": "2024-01-01T00:00:00Z"}},
-                      outputs=[new_output("stream", name="stdout", text="done\n")]),
+        new_markdown_cell(
+            "Why?\n### BEGIN SOLUTION\nBecause sqrt.\n### END SOLUTION\nThanks.", metadata=answer_meta("why")
+        ),
+        new_code_cell(
+            "print('done')",
+            execution_count=7,
+            metadata={"scrolled": True, "execution": {"iopub.status.busy": "2024-01-01T00:00:00Z"}},
+            outputs=[new_output("stream", name="stdout", text="done\n")],
+        ),
     ]
     for i, cell in enumerate(nb.cells):
         cell.id = f"c{i}"
@@ -107,14 +144,16 @@ def test_module_entry_point_and_help(capsys):
         homework.main(["--help"])
     out = capsys.readouterr().out
     assert info.value.code == 0 and all(cmd in out for cmd in ("check", "student", "grade"))
-    r = subprocess.run([sys.executable, "-m", "edudiff.homework", "check", "no/such.ipynb"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "edudiff.homework", "check", "no/such.ipynb"], capture_output=True, text=True
+    )
     assert r.returncode == 1 and r.stderr == "error: no/such.ipynb: no such notebook or directory\n"
 
 
 def compile_cell(source: str, label: str):
     """compile() a code cell after turning IPython syntax (magics, !shell) into plain Python."""
     from IPython.core.inputtransformer2 import TransformerManager
+
     compile(TransformerManager().transform_cell(source), label, "exec")
 
 
@@ -127,11 +166,13 @@ def test_solution_regions_become_indented_stubs_that_compile():
     student = homework.student_version(nb, "hw.ipynb")
     assert student.cells[2].source == (
         'def scale(alpha_bar):\n    """The mean coefficient sqrt(alpha_bar) of eq. 4."""\n'
-        '    raise NotImplementedError("Exercise scale in hw.ipynb: write your solution here")')
+        '    raise NotImplementedError("Exercise scale in hw.ipynb: write your solution here")'
+    )
     assert student.cells[4].source == (
-        'for k in range(2):\n    if k == 1:\n'
+        "for k in range(2):\n    if k == 1:\n"
         '        raise NotImplementedError("Exercise total in hw.ipynb: write your solution here")\n'
-        'print("loop done")')
+        'print("loop done")'
+    )
     for i, cell in enumerate(student.cells):
         if cell.cell_type == "code":
             compile_cell(cell.source, f"hw.ipynb cell {i}")
@@ -192,13 +233,22 @@ def test_refuses_to_overwrite_the_instructor_notebooks(tmp_path):
 
 BROKEN = {
     "unbalanced": ("x = 1\n### BEGIN SOLUTION\ny = 2", 2, "has no matching '### END SOLUTION'"),
-    "nested": ("### BEGIN SOLUTION\na = 1\n    ### BEGIN SOLUTION\n### END SOLUTION", 3,
-               "inside the SOLUTION region opened at line 1"),
-    "hidden-in-solution": ("### BEGIN SOLUTION\n### BEGIN HIDDEN TESTS\n### END HIDDEN TESTS\n### END SOLUTION", 2,
-                           "'### BEGIN HIDDEN TESTS' inside the SOLUTION region"),
+    "nested": (
+        "### BEGIN SOLUTION\na = 1\n    ### BEGIN SOLUTION\n### END SOLUTION",
+        3,
+        "inside the SOLUTION region opened at line 1",
+    ),
+    "hidden-in-solution": (
+        "### BEGIN SOLUTION\n### BEGIN HIDDEN TESTS\n### END HIDDEN TESTS\n### END SOLUTION",
+        2,
+        "'### BEGIN HIDDEN TESTS' inside the SOLUTION region",
+    ),
     "end-without-begin": ("a = 1\nb = 2\n### END SOLUTION", 3, "'### END SOLUTION' without a '### BEGIN SOLUTION'"),
-    "wrong-end": ("### BEGIN HIDDEN TESTS\nassert 1\n### END SOLUTION", 3,
-                  "'### END SOLUTION' inside the HIDDEN TESTS region"),
+    "wrong-end": (
+        "### BEGIN HIDDEN TESTS\nassert 1\n### END SOLUTION",
+        3,
+        "'### END SOLUTION' inside the HIDDEN TESTS region",
+    ),
     "not-alone": ("x = 1  ### BEGIN SOLUTION\n### END SOLUTION", 1, "is not a marker line"),
 }
 
@@ -224,8 +274,9 @@ def test_broken_markers_refused_with_file_cell_line(tmp_path, kind):
 
 
 def test_every_broken_cell_is_reported():
-    nb = new_notebook(cells=[new_code_cell("### END SOLUTION"), new_code_cell("ok = 1"),
-                             new_code_cell("### BEGIN HIDDEN TESTS")])
+    nb = new_notebook(
+        cells=[new_code_cell("### END SOLUTION"), new_code_cell("ok = 1"), new_code_cell("### BEGIN HIDDEN TESTS")]
+    )
     assert [(p.cell, p.line) for p in homework.check_notebook(nb, "x.ipynb")] == [(0, 1), (2, 1)]
 
 
@@ -252,44 +303,6 @@ def test_exercise_checks_pairs_checks_with_exercises():
 
 
 # --------------------------------------------------------------------------------------------
-# check_close
-
-
-def test_check_close_passes_and_reports_the_worst_element():
-    x = torch.linspace(-1, 1, 12, dtype=torch.float64).view(3, 4)
-    check_close("f(x)", x.float(), x, hint="eq. 4")
-    check_close("f(x)", lambda: x.numpy() * (1 + 1e-7), x)
-    wrong = x.clone()
-    wrong[2, 1] += 0.5
-    wrong[0, 0] += 0.1
-    with pytest.raises(AssertionError) as info:
-        check_close("q_sample(x0, t=5)", wrong, x, hint="sqrt(alpha_bar_t) x_0 (eq. 4)")
-    msg = str(info.value)
-    assert msg.startswith("q_sample(x0, t=5): 2 of 12 entries are off. Worst at index (2, 1): ")
-    assert f"expected {x[2, 1].item():.6g}, got {wrong[2, 1].item():.6g}" in msg
-    assert msg.endswith("Hint: sqrt(alpha_bar_t) x_0 (eq. 4)")
-    with pytest.raises(AssertionError, match=r"nan_case: 1 of 3 entries are off. Worst at index \(1,\)"):
-        check_close("nan_case", np.array([1.0, np.nan, 3.0]), np.array([1.0, 2.0, 3.0]))
-    with pytest.raises(AssertionError, match=r"scalar: expected 0.5, got 0.25 .*\n  Hint: h$"):
-        check_close("scalar", 0.25, 0.5, hint="h")
-
-
-def test_check_close_friendly_failures():
-    with pytest.raises(AssertionError, match=r"f\(x\): your answer has shape \(4,\) but the expected value "
-                                             r"has shape \(4, 1\)"):
-        check_close("f(x)", torch.zeros(4), torch.zeros(4, 1))
-    with pytest.raises(AssertionError, match="got None. Did you forget the `return` line"):
-        check_close("f(x)", lambda: None, 1.0)
-    with pytest.raises(AssertionError, match="should be a number, array or tensor, but it is a str"):
-        check_close("f(x)", "0.5", 0.5)
-
-    def stub():
-        raise NotImplementedError("Exercise scale in hw.ipynb: write your solution here")
-    with pytest.raises(NotImplementedError, match=r"scale\(1.0\): you haven't written it yet \(Exercise scale"):
-        check_close("scale(1.0)", stub, 1.0)
-
-
-# --------------------------------------------------------------------------------------------
 # Executed notebooks (start a Jupyter kernel)
 
 
@@ -299,8 +312,13 @@ def assert_fails_only_in_exercises(instructor, executed, label):
     errors, checks, solutions = cell_errors(executed), exercise_checks(instructor), solution_cells(instructor)
     wrong = []
     for i, (name, msg) in sorted(errors.items()):
-        allowed = ({"NotImplementedError"} if i in solutions else
-                   {"NotImplementedError", "AssertionError", "NameError"} if i in checks else set())
+        allowed = (
+            {"NotImplementedError"}
+            if i in solutions
+            else {"NotImplementedError", "AssertionError", "NameError"}
+            if i in checks
+            else set()
+        )
         if name not in allowed:
             kind = "exercise" if i in solutions else "check" if i in checks else "ordinary"
             wrong.append(f"{label} cell {i} ({kind} cell) raised {name}: {msg.splitlines()[0] if msg else ''}")
@@ -308,8 +326,11 @@ def assert_fails_only_in_exercises(instructor, executed, label):
         mine = [c for c, e in checks.items() if e == s]
         if not mine:
             wrong.append(f"{label}: exercise cell {s} has no check cell after it")
-        wrong += [f"{label}: check cell {c} passes in the student version, so it does not test exercise cell {s}"
-                  for c in mine if c not in errors]
+        wrong += [
+            f"{label}: check cell {c} passes in the student version, so it does not test exercise cell {s}"
+            for c in mine
+            if c not in errors
+        ]
     assert not wrong, "\n".join(wrong)
 
 
@@ -380,6 +401,7 @@ def nbgrader_release(nb):
     pytest.importorskip("nbgrader", reason="nbgrader is not installed (optional; `pip install nbgrader`)")
     from nbconvert.preprocessors import ClearOutputPreprocessor
     from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions
+
     out = nbformat.reads(nbformat.writes(nb), as_version=4)
     for pre in (ClearSolutions(), ClearHiddenTests(), ClearOutputPreprocessor()):
         out, _ = pre.preprocess(out, {})
@@ -388,8 +410,9 @@ def nbgrader_release(nb):
 
 def normalize_stubs(source: str) -> str:
     source = re.sub(r"(?m)^(\s*)# YOUR CODE HERE\n\s*raise NotImplementedError\(\)$", r"\1<STUB>", source)
-    return re.sub(r"(?m)^(\s*)raise NotImplementedError\(\"Exercise .*: write your solution here\"\)$",
-                  r"\1<STUB>", source)
+    return re.sub(
+        r"(?m)^(\s*)raise NotImplementedError\(\"Exercise .*: write your solution here\"\)$", r"\1<STUB>", source
+    )
 
 
 def assert_same_as_nbgrader(nb, name):
@@ -416,8 +439,14 @@ def test_nbgrader_generate_assignment_agrees(tmp_path):
     (course / "nbgrader_config.py").write_text('c = get_config()\nc.CourseDirectory.course_id = "edudiff"\n')
     # nbgrader runs its database migrations with the `alembic` script installed next to python
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    r = subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", "hw", "--force"],
-                       cwd=course, env=env, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-m", "nbgrader", "generate_assignment", "hw", "--force"],
+        cwd=course,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     for name, nb in sources.items():
         theirs = nbformat.read(course / "release" / "hw" / name, as_version=4)
@@ -458,3 +487,137 @@ def test_committed_student_version_fails_exactly_in_exercises(path):
     nb = homework.read_notebook(path)
     executed = homework.execute(homework.student_version(nb, path.name), cwd=path.parent, timeout=600)
     assert_fails_only_in_exercises(nb, executed, path.name)
+
+
+# --------------------------------------------------------------------------------------------
+# Integrity: a submission that merely calls edudiff's reference must fail every check
+
+#: For every code exercise of the committed notebooks: a solution body that only calls the edudiff
+#: function the notebook imports (what a student who did not do the exercise would write).
+CHEATS = {
+    "nb01_q_step": "return q_step(schedule, x_prev, t, eps=eps)",
+    "nb02_q_sample": "return q_sample(schedule, x0, t, eps=eps)",
+    "nb02_alpha_bars": "return Schedule(betas).alpha_bars",
+    "nb03_q_posterior": "return q_posterior(schedule, x0, xt, t)",
+    "nb03_mean_from_eps": "return posterior_mean_from_eps(schedule, xt, t, eps)",
+    "nb04_normal_kl": "return normal_kl(mean1, logvar1, mean2, logvar2)",
+    "nb04_prior_kl": "return prior_kl(schedule, x0)",
+    "nb04_l_t_minus_1": "return edudiff.l_t_minus_1(schedule, lambda x, tt: eps_hat, x0, xt, t, var_type='beta')",
+    "nb04_decoder": "return edudiff.discretized_gaussian_log_likelihood(x, mean, log_scale)",
+    "nb05_loss_simple": "return edudiff.loss_simple(schedule, model, x0, t=t, eps=eps)",
+    "nb05_reverse_step": (
+        "out = edudiff.p_mean_variance(schedule, model, xt, t, var_type=var_type)\nreturn out['mean'], out['variance']"
+    ),
+    "nb05_train_step": (
+        "loss = edudiff.loss_simple(schedule, model, x0, generator=generator)\n"
+        "optimizer.zero_grad()\nloss.backward()\noptimizer.step()\nreturn float(loss)"
+    ),
+    "nb05_sample": (
+        "return edudiff.sample(schedule, model, shape=(n,), var_type='beta', dtype=torch.float64, generator=generator)"
+    ),
+    "nb06_timestep_embedding": "return timestep_embedding(t, dim)",
+    "nb07_ema_update": (
+        "as_module = lambda ts: torch.nn.ParameterList([torch.nn.Parameter(x.detach(), requires_grad=False) "
+        "for x in ts])\nema_update(as_module(ema_params), as_module(params), decay)"
+    ),
+}
+
+
+def code_exercises(nb) -> list[str]:
+    return [homework.markers.grade_id_of(nb.cells[i]) for i in solution_cells(nb)]
+
+
+def cheating_version(nb, name):
+    """The instructor notebook with every code solution replaced by its CHEATS body (checks and hidden
+    tests kept, as `grade` runs them), cut after the last check cell (later cells only cost time)."""
+    cheat = homework.student_version(nb, name, replacements=CHEATS)
+    checks = exercise_checks(nb)
+    for i in checks:
+        cheat.cells[i].source = nb.cells[i].source
+    cheat.cells = cheat.cells[: max(checks) + 1] if checks else cheat.cells
+    return cheat
+
+
+@committed
+def test_every_committed_exercise_has_a_cheat_to_fail(path):
+    missing = [gid for gid in code_exercises(homework.read_notebook(path)) if gid not in CHEATS]
+    assert not missing, f"{path.name}: add a cheating body for {missing} to CHEATS"
+
+
+@pytest.mark.slow
+@committed
+def test_committed_checks_fail_a_submission_that_calls_the_reference(path):
+    nb = homework.read_notebook(path)
+    executed = homework.execute(cheating_version(nb, path.name), cwd=path.parent, timeout=600)
+    errors, checks = cell_errors(executed), exercise_checks(nb)
+    wrong = [
+        f"cell {i} ({'check' if i in checks else 'ordinary'} cell) raised {name}: {msg.splitlines()[0] if msg else ''}"
+        for i, (name, msg) in sorted(errors.items())
+        if i not in checks or name not in ("ReferenceUsed", "AssertionError") or INTEGRITY_MESSAGE not in msg
+    ]
+    wrong += [f"check cell {i} passes a submission that only calls edudiff" for i in checks if i not in errors]
+    assert not wrong, f"{path.name}:\n" + "\n".join(wrong)
+
+
+INTEGRITY_EXERCISE = """def my_kl(m1, lv1, m2, lv2):
+    ### BEGIN SOLUTION
+    return 0.5 * (-1 + lv2 - lv1 + (lv1 - lv2).exp() + (m1 - m2) ** 2 * (-lv2).exp())
+    ### END SOLUTION"""
+INTEGRITY_CHECK = """args = [torch.tensor([0.0, 1.0]), torch.tensor([0.0, 0.5]),
+        torch.tensor([1.0, 1.0]), torch.tensor([1.3, 0.0])]
+want = normal_kl(*args)
+check_own_work("my_kl", my_kl, normal_kl)
+with references_blocked(normal_kl):
+    check_close("my_kl(two pairs)", lambda: my_kl(*args), want, hint="eq. for the Gaussian KL")"""
+
+
+def integrity_notebook():
+    nb = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    nb.cells = [
+        new_code_cell(
+            "import torch\nfrom edudiff import normal_kl\n"
+            "from edudiff.checks import check_close, check_own_work, references_blocked"
+        ),
+        new_code_cell(INTEGRITY_EXERCISE, metadata=solution_meta("kl")),
+        new_code_cell(INTEGRITY_CHECK, metadata=check_meta("kl-check")),
+    ]
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"k{i}"
+    return nb
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("return normal_kl(m1, lv1, m2, lv2)", "your function called edudiff.normal_kl"),
+        (
+            "import edudiff.elbo\n    return edudiff.elbo.normal_kl(m1, lv1, m2, lv2)",
+            "your function called edudiff.normal_kl",
+        ),
+        (None, "my_kl is edudiff.normal_kl itself"),
+        ("return 0.5 * (-1 + lv2 - lv1 + (lv1 - lv2).exp() + (m1 - m2) ** 2 * (-lv2).exp())", None),
+    ],
+)
+def test_grade_fails_a_submission_that_calls_or_is_the_reference(tmp_path, body, message):
+    source = write(integrity_notebook(), tmp_path / "notebooks" / "kl.ipynb")
+    student = homework.student_version(integrity_notebook(), "kl.ipynb")
+    if body is None:  # the function bound to the reference
+        student.cells[1].source = "my_kl = normal_kl"
+    else:
+        student.cells[1].source = re.sub(r"raise NotImplementedError\(.*\)", body, student.cells[1].source)
+    r = cli("grade", write(student, tmp_path / "sub.ipynb"), "--source", source)
+    if message is None:
+        assert r.returncode == 0 and re.search(r"kl\s+kl-check\s+1 / 1\s+pass", r.stdout), r.stdout + r.stderr
+    else:
+        assert r.returncode == 1 and re.search(r"kl\s+kl-check\s+0 / 1\s+FAIL", r.stdout), r.stdout + r.stderr
+        assert message in r.stdout and INTEGRITY_MESSAGE in r.stdout, r.stdout
+
+
+def test_replacements_fill_solution_regions_indented_like_the_begin_line():
+    nb = fixture_notebook()
+    out = homework.student_version(nb, "hw.ipynb", replacements={"scale": "r = 2\nreturn r", "total": "total = 3"})
+    assert out.cells[2].source.endswith('"""\n    r = 2\n    return r')
+    assert "        total = 3\n" in out.cells[4].source and "BEGIN HIDDEN" not in out.cells[3].source
+    assert out.cells[6].source == "Why?\nYOUR ANSWER HERE\nThanks."  # markdown answers still get the stub
+    compile(out.cells[2].source, "scale", "exec")

@@ -1,12 +1,22 @@
 """Losses: the ELBO weights against the KL they replace; L_simple against its closed-form value
 for Gaussian data (E||eps - eps*||^2 = alpha_bar_t when x_0 ~ N(0, 1))."""
+
 import math
 
 import pytest
 import torch
 
-from edudiff import (Schedule, elbo_weights, loss_elbo_weighted, loss_simple, normal_kl, p_mean_variance,
-                     q_posterior, q_sample, vb_terms)
+from edudiff import (
+    Schedule,
+    elbo_weights,
+    loss_elbo_weighted,
+    loss_simple,
+    normal_kl,
+    p_mean_variance,
+    q_posterior,
+    q_sample,
+    vb_terms,
+)
 from edudiff.toy import GaussianMixture
 
 
@@ -23,7 +33,7 @@ def test_weight_times_eps_error_equals_the_kl_between_means(var_type):
     out = p_mean_variance(s, None, xt, t, var_type=var_type, eps=eps_theta)
     true_mean, _ = q_posterior(s, x0, xt, t)
     lv = out["log_variance"]
-    kl_means = (normal_kl(true_mean, lv, out["mean"], lv)).sum(1)   # same variance: only the means differ
+    kl_means = (normal_kl(true_mean, lv, out["mean"], lv)).sum(1)  # same variance: only the means differ
     lam = elbo_weights(s, var_type)[t]
     assert torch.allclose(kl_means, lam * ((eps - eps_theta) ** 2).sum(1), rtol=1e-8)
 
@@ -61,7 +71,7 @@ def test_loss_simple_of_the_optimal_model_is_mean_alpha_bar_for_gaussian_data():
     g = torch.Generator().manual_seed(1)
     x0 = gauss.sample(100000, generator=g)
     per_row = loss_simple(s, gauss.optimal_eps_model(s), x0, generator=g, reduction="none")
-    expected = s.alpha_bars[1:].mean().item()   # Var(eps | x_t) = alpha_bar_t, t ~ U{1..T}
+    expected = s.alpha_bars[1:].mean().item()  # Var(eps | x_t) = alpha_bar_t, t ~ U{1..T}
     assert abs(per_row.mean().item() - expected) < 5 * per_row.std().item() / math.sqrt(len(per_row))
 
 

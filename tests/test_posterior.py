@@ -1,20 +1,21 @@
 """Posterior q(x_{t-1}|x_t,x_0): against Bayes' rule on a grid and against Monte Carlo regression."""
+
 import math
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
-from hypothesis import given, settings, strategies as st
 
-from edudiff import (Schedule, posterior_mean_from_eps, predict_eps_from_x0, predict_x0_from_eps, q_posterior,
-                     q_sample)
+from edudiff import Schedule, posterior_mean_from_eps, predict_eps_from_x0, predict_x0_from_eps, q_posterior, q_sample
 
 
 def grid_posterior(s, x0, xt, t):
     """Mean and variance of q(x_{t-1}|x_t,x_0) by Bayes' rule, normalised numerically on a fine grid."""
     b, ab_prev = s.betas[t].item(), s.alpha_bars_prev[t].item()
-    prior = stats.norm(math.sqrt(ab_prev) * x0, math.sqrt(1 - ab_prev))      # q(x_{t-1}|x_0)
+    prior = stats.norm(math.sqrt(ab_prev) * x0, math.sqrt(1 - ab_prev))  # q(x_{t-1}|x_0)
     center = prior.mean()
     grid = np.linspace(center - 12 * prior.std(), center + 12 * prior.std(), 200001)
     logw = prior.logpdf(grid) + stats.norm(np.sqrt(1 - b) * grid, math.sqrt(b)).logpdf(xt)  # x q(x_t|x_{t-1})
@@ -69,8 +70,11 @@ def test_posterior_at_t1_is_x0_with_no_variance():
 @given(st.integers(1, 1000), st.floats(-3, 3), st.floats(-3, 3))
 def test_x0_eps_conversions_invert_the_jump(t, x0, eps):
     s = Schedule.linear(1000)
-    X0, E, T = (torch.tensor([[x0]], dtype=torch.float64), torch.tensor([[eps]], dtype=torch.float64),
-                torch.tensor([t]))
+    X0, E, T = (
+        torch.tensor([[x0]], dtype=torch.float64),
+        torch.tensor([[eps]], dtype=torch.float64),
+        torch.tensor([t]),
+    )
     xt = q_sample(s, X0, T, eps=E)
     assert torch.allclose(predict_x0_from_eps(s, xt, T, E), X0, atol=1e-9 / s.sqrt_alpha_bars[t].item())
     assert torch.allclose(predict_eps_from_x0(s, xt, T, X0), E, atol=1e-9 / s.sqrt_one_minus_alpha_bars[t].item())

@@ -1,4 +1,5 @@
 """Schedules: checked against the papers' definitions computed independently (log-space sums, direct formulas)."""
+
 import math
 
 import numpy as np
@@ -28,8 +29,19 @@ def test_alpha_bar_T_of_linear_schedule_equals_log_space_product():
 
 def test_tables_follow_the_convention():
     s = Schedule.linear(10)
-    for name in ("betas", "alphas", "sqrt_alphas", "sqrt_betas", "alpha_bars", "alpha_bars_prev", "posterior_variance",
-                 "posterior_log_variance_clipped", "posterior_mean_coef_x0", "posterior_mean_coef_xt", "snr"):
+    for name in (
+        "betas",
+        "alphas",
+        "sqrt_alphas",
+        "sqrt_betas",
+        "alpha_bars",
+        "alpha_bars_prev",
+        "posterior_variance",
+        "posterior_log_variance_clipped",
+        "posterior_mean_coef_x0",
+        "posterior_mean_coef_xt",
+        "snr",
+    ):
         table = getattr(s, name)
         assert table.shape == (11,) and table.dtype == torch.float64, name
     assert s.betas[0] == 0 and s.alpha_bars[0] == 1 and s.alpha_bars_prev[1] == 1
@@ -46,7 +58,7 @@ def test_cosine_betas_reproduce_target_alpha_bar_where_not_clipped(T):
     f = np.cos((t / T + s_off) / (1 + s_off) * np.pi / 2) ** 2  # Nichol & Dhariwal eq. 17, written out here
     target = f / f[0]
     clipped = np.nonzero(betas.numpy() >= 0.999)[0]
-    last_ok = (clipped[0] if len(clipped) else T)  # steps 1..last_ok are before any clipping
+    last_ok = clipped[0] if len(clipped) else T  # steps 1..last_ok are before any clipping
     assert np.max(np.abs(ab[: last_ok + 1] - target[: last_ok + 1])) < 1e-12
     assert len(clipped) <= 1  # only the singular last step gets clipped
 
@@ -73,14 +85,17 @@ def test_gather_broadcasts_and_casts():
     assert g[2].item() == pytest.approx(s.alpha_bars[100].item(), rel=1e-6)
 
 
-@pytest.mark.parametrize("betas, match", [
-    ([[0.1, 0.2]], "1-D"),
-    ([], "empty"),
-    ([0.1, 0.0], r"beta_2 = 0\.0"),
-    ([0.1, 1.0], r"beta_2 = 1\.0"),
-    ([-0.1], r"beta_1"),
-    ([0.1, float("nan")], "NaN"),
-])
+@pytest.mark.parametrize(
+    "betas, match",
+    [
+        ([[0.1, 0.2]], "1-D"),
+        ([], "empty"),
+        ([0.1, 0.0], r"beta_2 = 0\.0"),
+        ([0.1, 1.0], r"beta_2 = 1\.0"),
+        ([-0.1], r"beta_1"),
+        ([0.1, float("nan")], "NaN"),
+    ],
+)
 def test_bad_betas_are_refused(betas, match):
     with pytest.raises(ValueError, match=match):
         Schedule(torch.tensor(betas, dtype=torch.float64))
@@ -95,3 +110,28 @@ def test_bad_schedule_arguments():
         linear_betas(10, 1e-4, 1.5)
     with pytest.raises(TypeError, match="betas"):
         Schedule("not betas")
+
+
+def test_model_log_variance_per_var_type_from_the_betas_by_hand():
+    """sigma_t^2 tables written out from the betas with plain floats: beta_t; the released code's
+    'fixedlarge' (sigma_1^2 = beta-tilde_2); beta-tilde_t with t = 1 clipped to beta-tilde_2."""
+    betas = [0.01, 0.05, 0.2, 0.4]
+    s = Schedule(betas)
+    ab, prod = [1.0], 1.0
+    for b in betas:
+        prod *= 1 - b
+        ab.append(prod)
+    bt = [None] + [betas[t - 1] * (1 - ab[t - 1]) / (1 - ab[t]) for t in range(1, 5)]
+    want = {
+        "beta": [betas[0]] + betas,
+        "fixedlarge": [bt[2], bt[2]] + betas[1:],
+        "beta_tilde": [bt[2], bt[2]] + bt[2:],
+        "fixedsmall": [bt[2], bt[2]] + bt[2:],
+    }
+    for var_type, table in want.items():
+        got = s.model_log_variance(var_type)
+        assert got.dtype == torch.float64 and got.shape == (5,)
+        assert np.allclose(got.exp().numpy(), table, rtol=1e-12, atol=0), var_type
+    assert math.isclose(math.exp(float(Schedule([0.3]).model_log_variance("fixedlarge")[1])), 0.3)  # T = 1
+    with pytest.raises(ValueError, match="var_type must be one of 'beta', 'fixedlarge'"):
+        s.model_log_variance("large")
