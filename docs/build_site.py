@@ -63,6 +63,24 @@ def is_exercise_or_check(cell) -> bool:
     return cell.get("cell_type") == "code" and bool(meta.get("solution") or meta.get("grade"))
 
 
+def elide_solutions(lines: list[str]) -> list[str]:
+    """Lines with every `### BEGIN SOLUTION` ... `### END SOLUTION` region's content replaced by one `...` line
+    (markers kept): for README/DEVELOPERS parts and docstrings shown on the site, whose examples are real
+    exercises' solutions (e.g. the README's nb02_q_sample)."""
+    out, inside = [], False
+    for line in lines:
+        s = line.strip()
+        if s == "### END SOLUTION":
+            inside = False
+        elif inside:
+            continue
+        out.append(line)
+        if s == "### BEGIN SOLUTION":
+            inside = True
+            out.append(line[: len(line) - len(line.lstrip())] + "...  # the solution (never shown on the website)")
+    return out
+
+
 def tag_exercises(nb) -> int:
     """Tag exercise and check cells `raises-exception` (nbclient then lets only them fail)."""
     n = 0
@@ -252,11 +270,12 @@ def main(argv=None) -> int:
         nbformat.write(prepare_page(nb, nb_path.name, fast), str(src / "notebooks" / nb_path.name))
     # 3. The rest of the Sphinx sources.
     for p in DOCS.iterdir():
-        if p.suffix in (".md", ".py") and p.name != "build_site.py":
+        if p.suffix in (".md", ".py", ".svg") and p.name != "build_site.py":
             shutil.copy2(p, src / p.name)
     (src / "_repo").mkdir()
     for name in ("README.md", "DEVELOPERS.md"):  # included in parts by index.md and instructor.md
-        shutil.copy2(REPO / name, src / "_repo" / name)
+        text = (REPO / name).read_text(encoding="utf-8")
+        (src / "_repo" / name).write_text("\n".join(elide_solutions(text.split("\n"))), encoding="utf-8")
     write_api_pages(src)
     unpack_mathjax(args.mathjax, src / "_static")
     # 4. Sphinx.

@@ -103,8 +103,16 @@ def test_solution_check_can_fail(tmp_path):
     assert [f for f, _, _ in found] == ["page.html"], found
 
 
+# Solution lines that the notebooks themselves show to students outside the solution region, so they are on the
+# site by the notebook's choice, not by a leak of the build. Each entry is a notebook issue for its author.
+GIVEN_AWAY_BY_THE_NOTEBOOK = {
+    # the check cell's hint spells out the in-place EMA update the exercise asks for
+    ("07_cifar10.ipynb", "e.mul_(decay).add_(p, alpha=1 - decay)"),
+}
+
+
 def test_no_solution_in_the_site(site):
-    lines = sc.solution_lines(NOTEBOOKS)
+    lines = [x for x in sc.solution_lines(NOTEBOOKS) if x not in GIVEN_AWAY_BY_THE_NOTEBOOK]
     found = sc.find_solution_text(site, lines)
     assert not found, "solution text on the site:\n" + "\n".join(f"{f}: ({nb}) {line}" for f, nb, line in found[:20])
     shipped = sorted(p.name for p in site.rglob("*.ipynb"))
@@ -230,7 +238,9 @@ def test_every_page_in_the_browser(browser, site):
                     failures.append(f"{rel}: no math typeset on a notebook page")
                 if rep.n_images == 0:
                     failures.append(f"{rel}: no figure on a notebook page")
-    print(f"\n{len(pages)} pages in {time.monotonic() - t0:.0f} s; screenshots in {SHOTS}\n" + "\n".join(lines))
+    summary = f"{len(pages)} pages in {time.monotonic() - t0:.0f} s; screenshots in {SHOTS}\n" + "\n".join(lines)
+    (SHOTS / "report.txt").write_text(summary + "\n\nproblems:\n" + "\n".join(failures) + "\n", encoding="utf-8")
+    print("\n" + summary)
     assert not failures, f"{len(failures)} problem(s):\n" + "\n".join(failures[:40])
 
 
@@ -242,3 +252,10 @@ def test_notebook_pages_link_their_notebook_and_say_fast_mode(site):
         fast = nb.stem.startswith(("06", "07"))
         assert ("Run in fast mode" in page) == fast, f"{nb.name}: fast-mode note {'missing' if fast else 'misplaced'}"
         assert "application/vnd.jupyter.widget" not in page and "Loading widget" not in page
+
+
+def test_included_text_and_docstrings_lose_their_solutions():
+    bs = _load_build_site()
+    text = "x = 1\n    ### BEGIN SOLUTION\n    return secret_answer(x)\n    ### END SOLUTION\ny = 2"
+    out = "\n".join(bs.elide_solutions(text.split("\n")))
+    assert "secret_answer" not in out and "### BEGIN SOLUTION\n    ...  #" in out and out.endswith("y = 2")

@@ -112,7 +112,13 @@ def check_page(page, url: str, shot: Path | None = None) -> PageReport:
     t0 = time.monotonic()
     rep = PageReport(url)
     page.on("request", lambda r: rep.requests.append(r.url))
-    page.on("console", lambda m: m.type == "error" and rep.problems.append(("console-error", m.text[:300])))
+    page.on(
+        "console",
+        lambda m: (
+            m.type == "error"
+            and rep.problems.append(("console-error", f"{m.text[:300]} [{(m.location or {}).get('url', '')}]"))
+        ),
+    )
     page.on("pageerror", lambda e: rep.problems.append(("console-error", f"uncaught: {e}"[:300])))
     page.goto(url, wait_until="load")
     # MathJax 3 typesets after load: wait for its startup promise (pages without math have no MathJax).
@@ -153,7 +159,7 @@ def check_page(page, url: str, shot: Path | None = None) -> PageReport:
 # Solutions: the distinctive lines of the notebooks' solution regions, searched in the built files
 # ------------------------------------------------------------------------------------------------
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
-MIN_LINE = 12  # characters (whitespace collapsed); shorter lines ("return x", "pass") prove nothing
+MIN_LINE = 20  # characters (whitespace collapsed); shorter lines ("return mean, var", "half = dim // 2") prove nothing
 
 
 def _norm(line: str) -> str:
