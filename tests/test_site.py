@@ -1,8 +1,9 @@
 """The course website (`make site`, docs/build_site.py) checked in a real headless Chromium, and for solutions.
 
 The site: `build/site` when its index.html is newer than every source (notebooks, docs/, edudiff/, README.md,
-DEVELOPERS.md) -- i.e. right after `make site` --, else it is built once for this session (minutes: the notebooks
-run). `EDUDIFF_SITE=<folder>` checks another built site as it is.
+DEVELOPERS.md) -- i.e. after `make site`; `make test-site` runs `make site` first. Otherwise the tests that need
+the site skip, unless EDUDIFF_SITE_BUILD=1 asks to build it once for this module (minutes: the notebooks run).
+`EDUDIFF_SITE=<folder>` checks another built site as it is.
 
 For every page, served on 127.0.0.1 by a threading http.server: no console error, no request that leaves
 127.0.0.1, math typeset by the bundled MathJax (no raw `$...$` / `\\(...\\)` in the visible text; every `.math`
@@ -60,17 +61,22 @@ def _site_is_fresh(site: Path) -> bool:
 
 @pytest.fixture(scope="module")
 def site() -> Path:
+    """The built site: $EDUDIFF_SITE as it is, else build/site if it is newer than its sources; else, with
+    EDUDIFF_SITE_BUILD=1, it is built once for this module (minutes), and without it the tests skip (so that
+    `make test` does not turn into a site build; `make test-site` runs `make site` first)."""
     if os.environ.get("EDUDIFF_SITE"):
         return Path(os.environ["EDUDIFF_SITE"])
     if _site_is_fresh(SITE):
         return SITE
+    if os.environ.get("EDUDIFF_SITE_BUILD") != "1":
+        pytest.skip("build/site is missing or older than its sources: run `make site` (or set EDUDIFF_SITE_BUILD=1)")
+    pytest.importorskip("myst_nb", reason="the site tools are missing: make site (installs .[site])")
     if not MATHJAX_TGZ.exists():
         if not shutil.which("npm"):
-            pytest.skip("no build/site and no npm to fetch MathJax: run `make site` first")
+            pytest.skip("no npm to fetch MathJax (npm pack mathjax@3): run `make site` where npm is installed")
         MATHJAX_TGZ.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(["npm", "pack", "--silent", "mathjax@3.2.2"], cwd=MATHJAX_TGZ.parent, check=True)
         next(MATHJAX_TGZ.parent.glob("mathjax-*.tgz")).rename(MATHJAX_TGZ)
-    pytest.importorskip("myst_nb", reason="the site tools are missing: make site (installs .[site])")
     t0 = time.monotonic()
     subprocess.run([sys.executable, str(REPO / "docs" / "build_site.py"), "--mathjax", str(MATHJAX_TGZ)], check=True)
     print(f"site built in {time.monotonic() - t0:.0f} s")
