@@ -16,7 +16,7 @@ LAB_PORT ?= 8888
 # JupyterLab refuses to run as root (e.g. in a container) unless told to.
 ROOT_ARGS := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: lab test test-unit test-browser lint install clean-venv
+.PHONY: lab test test-unit test-browser lint install clean-venv site test-site
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,27 @@ lint: install
 # Only the end-to-end browser tests (Chromium: bash .ci/install_browser.sh).
 test-browser: install
 	EDUDIFF_FAST=$${EDUDIFF_FAST:-1} $(BIN)/python -m pytest tests/test_browser.py -m browser $(PYTEST_ARGS)
+
+# The course website: the student versions of the notebooks, executed, with the API reference and the instructor
+# guide, as a static site in build/site that works offline (docs/build_site.py; README "The course as a website").
+# MathJax comes from the npm registry (npm pack), cached under build/; the doc tools from the `site` extra.
+MATHJAX ?= mathjax@3.2.2
+SITE_CACHE := build/site-cache
+
+$(VENV)/.installed-site: $(VENV)/.installed pyproject.toml
+	$(BIN)/python -m pip install -q -e ".[site]"
+	touch $@
+
+$(SITE_CACHE)/mathjax.tgz:
+	mkdir -p $(SITE_CACHE)
+	cd $(SITE_CACHE) && rm -f mathjax-*.tgz && npm pack --silent $(MATHJAX) >/dev/null && mv mathjax-*.tgz mathjax.tgz
+
+site: $(VENV)/.installed-site $(SITE_CACHE)/mathjax.tgz
+	$(BIN)/python docs/build_site.py --mathjax $(SITE_CACHE)/mathjax.tgz --out build/site $(SITE_ARGS)
+
+# The website in headless Chromium (tests/test_site.py), after bringing build/site up to date.
+test-site: site
+	$(BIN)/python -m pytest tests/test_site.py -m site $(PYTEST_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)
