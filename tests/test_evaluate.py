@@ -115,9 +115,11 @@ def test_frechet_errors():
 # ------------------------------------------------------------------------------------------------
 # Bits per dimension of the trivial model eps = 0, computed independently
 # ------------------------------------------------------------------------------------------------
-def _expected_bound_zero_model(x0: np.ndarray, T: int) -> tuple[float, float, float]:
+def _expected_bound_zero_model(x0: np.ndarray, T: int, var_type: str = "beta") -> tuple[float, float, float]:
     """E_q[L_T], E_q[L_0] and sum_{t>=2} E_q[L_{t-1}] in nats (summed over the pixels of x0) for
-    eps_theta = 0, sigma_t^2 = beta_t; the mean of p(x_{t-1}|x_t) is then x_t / sqrt(alpha_t)."""
+    eps_theta = 0, sigma_t^2 = beta_t; the mean of p(x_{t-1}|x_t) is then x_t / sqrt(alpha_t). The
+    decoder's sigma_1^2 is beta_1 ("beta", the paper's text) or beta-tilde_2 ("fixedlarge", the released
+    code: (1 - abar_1) / (1 - abar_2) * beta_2)."""
     betas = np.linspace(1e-4, 0.02, T)
     alphas = 1 - betas
     abar = np.cumprod(alphas)
@@ -137,7 +139,7 @@ def _expected_bound_zero_model(x0: np.ndarray, T: int) -> tuple[float, float, fl
     # L_0 = -log P(bin of x0) under N(x_1/sqrt(alpha_1), beta_1), x_1 = sqrt(alpha_1) x0 + sqrt(beta_1) z
     z, w = np.polynomial.hermite_e.hermegauss(80)
     w = w / w.sum()
-    s = math.sqrt(betas[0])
+    s = math.sqrt(betas[0] if var_type == "beta" else (1 - abar[0]) / (1 - abar[1]) * betas[1])
     L0 = 0.0
     for xv in x0.ravel():
         m = xv + math.sqrt(betas[0] / alphas[0]) * z
@@ -158,11 +160,11 @@ def tiny_images():
 def test_bits_per_dim_of_the_zero_model_matches_an_independent_computation(tiny_images):
     x, reps = tiny_images
     T, D = 1000, 9
-    for k in range(2):
-        LT, L0, diff = _expected_bound_zero_model(x[k, 0].double().numpy(), T)
+    for k, var_type in ((0, "beta"), (1, "beta"), (0, "fixedlarge"), (1, "fixedlarge")):
+        LT, L0, diff = _expected_bound_zero_model(x[k, 0].double().numpy(), T, var_type)
         want = (LT + L0 + diff) / (D * math.log(2))
         rows = reps[k * 48 : (k + 1) * 48]
-        exact = nll_bits_per_dim(zero_eps_model, Schedule.linear(T), rows, batch_size=48, seed=k)
+        exact = nll_bits_per_dim(zero_eps_model, Schedule.linear(T), rows, batch_size=48, seed=k, var_type=var_type)
         assert exact["exact_sum"] and exact["num_timesteps"] == T
         # a single x_t draw per term: the per-image values scatter around the expectation
         assert abs(exact["bpd"] - want) < 4 * exact["stderr"] + 1e-9, (
@@ -170,7 +172,7 @@ def test_bits_per_dim_of_the_zero_model_matches_an_independent_computation(tiny_
         )
         assert exact["prior_bpd"] == pytest.approx(LT / (D * math.log(2)), rel=1e-4)
         assert abs(exact["l0_bpd"] - L0 / (D * math.log(2))) < 0.02 * L0 / (D * math.log(2)) + 0.02
-        for stratified in (True, False):
+        for stratified in (True, False) if var_type == "fixedlarge" else ():  # the default var_type
             est = nll_bits_per_dim(
                 zero_eps_model,
                 Schedule.linear(T),
