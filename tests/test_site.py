@@ -18,6 +18,7 @@ Screenshots: build/site-screenshots/ (or $EDUDIFF_SITE_SCREENSHOTS). Markers: si
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
 import shutil
@@ -192,11 +193,20 @@ def test_widget_outputs_are_stripped():
 # In the browser
 # ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def browser():
+def browser(site):
+    # `site` first: without build/site (CI, `make test`) these tests skip before any browser starts.
     chromium = bh.find_chromium()
     if chromium is None:
         pytest.skip("no Chromium (bash .ci/install_browser.sh, or set EDUDIFF_CHROMIUM)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is missing (.[test])")
+    try:  # an asyncio loop left running in this thread by an earlier notebook-executing test
+        asyncio.get_running_loop()
+        pytest.skip(
+            "an asyncio loop is running in this thread (left by an earlier test that executed notebooks); "
+            "run the site's browser tests on their own: make test-site"
+        )
+    except RuntimeError:
+        pass
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=chromium, args=bh.CHROMIUM_ARGS)
         yield b
