@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import os
 import pickle
 import shutil
-import tarfile
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from dataset_paths import DATA, REPO  # noqa: E402,F401
+from dataset_paths import DATA, REPO, cifar_subset_tarball  # noqa: E402,F401
 
 from edudiff import archives, data
 from edudiff.data import DatasetError, DatasetNotFoundError, DownloadError
@@ -482,24 +480,6 @@ def test_download_replaces_a_corrupted_local_file(tmp_path, mnist_server):
     assert torch.bincount(ds.labels).tolist() == MNIST_TEST_COUNTS
 
 
-def _cifar_tarball(evil: bool = False) -> bytes:
-    """A tar.gz in the canonical layout built from the subset (plus a README that is not moved into
-    place); ``evil=True`` adds a member that escapes the destination, which must refuse the archive."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=1) as tar:
-        tar.add(SUBSET, arcname="cifar-10-batches-py", recursive=False)
-        for name in CIFAR_BATCHES + ["batches.meta"]:
-            tar.add(SUBSET / name, arcname=f"cifar-10-batches-py/{name}")
-        readme = tarfile.TarInfo("cifar-10-batches-py/readme/notes.txt")
-        readme.size = 2
-        tar.addfile(readme, io.BytesIO(b"hi"))
-        if evil:
-            member = tarfile.TarInfo("../escaped.txt")
-            member.size = 3
-            tar.addfile(member, io.BytesIO(b"bad"))
-    return buffer.getvalue()
-
-
 def _serve_cifar(server, monkeypatch, tarball: bytes) -> None:
     server.files["/kriz/cifar-10-python.tar.gz"] = tarball
     monkeypatch.setitem(data.MIRRORS, "cifar10", [f"{server.url}/kriz/"])
@@ -514,7 +494,7 @@ def test_cifar10_download_refuses_an_archive_with_an_escaping_member(tmp_path, s
     if has_filter and not archives.HAS_DATA_FILTER:
         pytest.skip("this Python's tarfile has no extraction filters")
     monkeypatch.setattr(archives, "HAS_DATA_FILTER", has_filter)
-    _serve_cifar(server, monkeypatch, _cifar_tarball(evil=True))
+    _serve_cifar(server, monkeypatch, cifar_subset_tarball(evil=True))
     root = tmp_path / "a" / "root"
     root.mkdir(parents=True)
     with pytest.raises(archives.UnsafeArchiveError, match=r"'\.\./escaped\.txt'.*download it again"):
@@ -526,7 +506,7 @@ def test_cifar10_download_refuses_an_archive_with_an_escaping_member(tmp_path, s
 
 def test_cifar10_download_extracts_and_loads(tmp_path, server, monkeypatch):
     _need(*(SUBSET / b for b in CIFAR_BATCHES + ["batches.meta"]))
-    _serve_cifar(server, monkeypatch, _cifar_tarball())
+    _serve_cifar(server, monkeypatch, cifar_subset_tarball())
     server.modes["/kriz/cifar-10-python.tar.gz"] = "fail_once"
     root = tmp_path / "root"
     root.mkdir()

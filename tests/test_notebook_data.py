@@ -10,14 +10,12 @@ server saw the requests.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import tarfile
 from pathlib import Path
 
 import nbformat
 import pytest
-from dataset_paths import DATA, REPO
+from dataset_paths import DATA, REPO, cifar_subset_tarball
 from nbclient import NotebookClient
 
 from edudiff import data
@@ -95,11 +93,7 @@ def test_cifar10_notebook_downloads_on_first_run(fresh_clone_env, server):
     batches = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
     if not all((SUBSET / b).is_file() for b in batches):
         pytest.skip(f"offline CIFAR-10 subset not found under {SUBSET}")
-    buffer = io.BytesIO()  # the canonical archive's layout, built from the real subset
-    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=1) as tar:
-        for name in batches:
-            tar.add(SUBSET / name, arcname=f"cifar-10-batches-py/{name}")
-    tarball = buffer.getvalue()
+    tarball = cifar_subset_tarball()  # the canonical archive's layout, built from the real subset
     server.files["/mirror/cifar10/cifar-10-python.tar.gz"] = tarball
     # The subset cannot have the canonical md5s; the kernel is told the subset's (nothing else changes).
     table = {b: _md5(SUBSET / b) for b in batches if b.startswith(("data_batch", "test_batch"))}
