@@ -49,6 +49,11 @@ _OPTIONS = [
     ("--weight-decay", float, "AdamW weight decay (default 0, i.e. Adam)"),
     ("--grad-clip", float, "max gradient norm, 0 = off (default 1)"),
     ("--ema-decay", float, "decay of the weights' moving average"),
+    (
+        "--min-snr-gamma",
+        float,
+        "Min-SNR: weight t's eps error by min(SNR_t, gamma)/SNR_t; 0 = L_simple (default: the recipe)",
+    ),
     ("--T", int, "diffusion steps (default 1000)"),
     ("--seed", int, "seed of everything random (default 0)"),
     ("--out", str, "run folder for last.pt, samples/ and log.jsonl (default runs/<dataset>)"),
@@ -110,6 +115,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     overrides = {name: getattr(args, name) for name in ["preset", *names] if getattr(args, name) is not None}
     if args.ddim_steps is not None:
         overrides["ddim_steps"] = args.ddim_steps or None  # 0 on the command line = Algorithm 2
+    if overrides.get("min_snr_gamma") == 0:
+        overrides["min_snr_gamma"] = None  # 0 on the command line = plain L_simple
     overrides.update(download=args.download, compile=args.compile)
     return TrainConfig.recommended(args.dataset, fast=args.fast, **overrides)
 

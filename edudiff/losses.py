@@ -8,7 +8,12 @@ With fixed variances sigma_t^2, each KL term of the bound is a weighted eps erro
 L_simple drops lambda_t (weight 1 for every t, eq. 14). :func:`elbo_weights` exposes lambda_t so a
 notebook can plot the two weightings against each other.
 
-Taught in: notebooks/05_l_simple.ipynb.
+:func:`min_snr_weights` / :func:`loss_min_snr`: the Min-SNR-gamma weighting of Hang et al. 2023 (sec. 3.4):
+each t's eps error is weighted by :math:`w_t = \min(\mathrm{SNR}_t, \gamma)/\mathrm{SNR}_t`, with
+:math:`\mathrm{SNR}_t = \bar\alpha_t/(1-\bar\alpha_t)`. Where the signal dominates (small t, SNR > gamma)
+the weight falls below 1; elsewhere it is 1, i.e. L_simple. The CPU recipe trains with it (gamma = 5).
+
+Taught in: notebooks/05_l_simple.ipynb (L_simple, the bound's weights), notebooks/06_unet_mnist.ipynb (Min-SNR).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from .forward import q_sample, randn_like
 from .reverse import call_model, check_var_type
 from .schedules import Schedule
 
-__all__ = ["elbo_weights", "sample_timesteps", "loss_simple", "loss_elbo_weighted"]
+__all__ = ["elbo_weights", "min_snr_weights", "sample_timesteps", "loss_simple", "loss_elbo_weighted", "loss_min_snr"]
 
 
 def elbo_weights(schedule: Schedule, var_type: str = "beta") -> torch.Tensor:
@@ -43,6 +48,20 @@ def sample_timesteps(
     """t ~ Uniform{1, ..., T}, a LongTensor (B,) (Algorithm 1, line 3)."""
     gen_device = generator.device if generator is not None else device
     return torch.randint(1, schedule.T + 1, (batch,), generator=generator, device=gen_device).to(device)
+
+
+def min_snr_weights(schedule: Schedule, gamma: float = 5.0) -> torch.Tensor:
+    r"""Min-SNR-gamma weights for the eps error, :math:`w_t = \min(\mathrm{SNR}_t,\gamma)/\mathrm{SNR}_t`
+    (Hang et al. 2023), float64 of length T+1 for t = 0..T (index 0, "no noise", holds 0: never used).
+
+    ``gamma`` must be positive; ``gamma = inf`` gives weight 1 for every t (L_simple).
+    """
+    gamma = float(gamma)
+    if not gamma > 0:
+        raise ValueError(f"gamma must be positive (Hang et al. use 5), got {gamma!r}")
+    snr = schedule.snr[1:]
+    w = torch.clamp(snr, max=gamma) / snr
+    return torch.cat([torch.zeros(1, dtype=w.dtype), w])
 
 
 def _eps_error(schedule, model, x0, t, eps, generator):
@@ -109,3 +128,21 @@ def loss_elbo_weighted(
     per_example, t = _eps_error(schedule, model, x0, t, eps, generator)
     lam = elbo_weights(schedule, var_type).to(device=x0.device, dtype=per_example.dtype)[t]
     return _reduce(schedule.T * lam * per_example, reduction)
+
+
+def loss_min_snr(
+    schedule: Schedule,
+    model,
+    x0: torch.Tensor,
+    t=None,
+    eps: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    gamma: float = 5.0,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    r"""The eps error weighted by Min-SNR-gamma: :math:`w_t\,\|\epsilon - \epsilon_\theta(x_t, t)\|^2` averaged
+    over dimensions, with :math:`w_t` from :func:`min_snr_weights`; t ~ U{1..T} and eps ~ N(0, I) unless given.
+    """
+    per_example, t = _eps_error(schedule, model, x0, t, eps, generator)
+    w = min_snr_weights(schedule, gamma).to(device=x0.device, dtype=per_example.dtype)[t]
+    return _reduce(w * per_example, reduction)

@@ -39,7 +39,10 @@ class TrainConfig:
 
     Optimisation: ``steps`` (total optimizer steps), ``batch_size`` (per process), ``lr`` (peak),
     ``warmup`` (steps of linear warm-up), ``weight_decay`` (AdamW; 0 = Adam as in the paper),
-    ``grad_clip`` (max gradient norm; 0 = off), ``ema_decay``. ``minutes``: a budget of training time
+    ``grad_clip`` (max gradient norm; 0 = off), ``ema_decay``, ``min_snr_gamma`` (None = L_simple, eq. 14; a
+    number gamma = each t's eps error weighted by min(SNR_t, gamma)/SNR_t, Min-SNR-gamma, Hang et al. 2023 --
+    :func:`edudiff.losses.loss_min_snr`; the logged loss stays L_simple either way, so curves compare).
+    ``minutes``: a budget of training time
     (None = none): the run stops cleanly once this call of :func:`~edudiff.train.train` has trained that
     long -- a checkpoint is written and ``resume=True`` continues, with a new budget of ``minutes``.
 
@@ -64,6 +67,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     ema_decay: float = 0.9999
+    min_snr_gamma: float | None = None
     T: int = 1000
     beta_1: float = 1e-4
     beta_T: float = 0.02
@@ -130,6 +134,10 @@ class TrainConfig:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay!r}")
         if not float(self.grad_clip) >= 0.0:
             raise ValueError(f"grad_clip must be >= 0 (0 = no clipping), got {self.grad_clip!r}")
+        if self.min_snr_gamma is not None and not (
+            isinstance(self.min_snr_gamma, (int, float)) and self.min_snr_gamma > 0
+        ):
+            raise ValueError(f"min_snr_gamma must be a positive number (e.g. 5) or None, got {self.min_snr_gamma!r}")
         if not float(self.weight_decay) >= 0.0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if self.minutes is not None and not (isinstance(self.minutes, (int, float)) and self.minutes > 0):

@@ -34,7 +34,7 @@ from .distributed import (
 )
 from .generate import sample_images
 from .imageio import save_image_grid
-from .losses import loss_simple
+from .losses import loss_simple, min_snr_weights
 from .schedules import Schedule
 from .train_config import TrainConfig, unet_config_for
 from .train_parts import (
@@ -182,12 +182,19 @@ class Trainer:
         return lr * min(1.0, (step + 1) / warmup) if warmup else lr
 
     def forward_backward(self, train_model: nn.Module, x0, t, eps) -> torch.Tensor:
-        """L_simple on the batch and its gradient. On a GPU the per-call value checks are skipped (each one
-        is a device sync): this batch is valid by construction (images from uint8, t from randint(1, T+1))."""
+        """L_simple on the batch and the gradient of the training loss: L_simple itself, or with
+        ``min_snr_gamma`` each example's eps error weighted by min(SNR_t, gamma)/SNR_t. Returns L_simple (what
+        is logged, whatever the weighting). On a GPU the per-call value checks are skipped (each one is a
+        device sync): this batch is valid by construction (images from uint8, t from randint(1, T+1))."""
         with autocast_context(self.device, self.config.bf16), value_checks(self.device.type == "cpu"):
-            loss = loss_simple(self.schedule, train_model, x0, t=t, eps=eps)
-        loss.backward()
-        return loss
+            per_example = loss_simple(self.schedule, train_model, x0, t=t, eps=eps, reduction="none")
+        loss = per_example.mean()
+        if self.config.min_snr_gamma is None:
+            loss.backward()
+        else:
+            w = min_snr_weights(self.schedule, self.config.min_snr_gamma).to(self.device, per_example.dtype)[t]
+            (w * per_example).mean().backward()
+        return loss.detach()
 
     def run_step(self, train_model: nn.Module) -> tuple[torch.Tensor, float]:
         """One optimizer step (Algorithm 1, lines 2-5) and the EMA update; returns (loss, lr)."""

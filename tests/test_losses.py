@@ -105,3 +105,59 @@ def test_bad_arguments():
         loss_simple(s, model, torch.tensor([[float("nan")]]))
     with pytest.raises(ValueError, match="must return eps_hat with the shape"):
         loss_simple(s, lambda x, t: x[:, :1], torch.zeros(2, 3))
+
+
+# ------------------------------------------------------------------------------------------------
+# Min-SNR-gamma (Hang et al. 2023), the CPU recipe's weighting
+# ------------------------------------------------------------------------------------------------
+def _snr_numpy(betas):
+    import numpy as np
+
+    ab = np.cumprod(1.0 - np.asarray(betas, dtype=np.float64))
+    return ab / (1.0 - ab), ab
+
+
+@pytest.mark.parametrize("gamma", [1.0, 5.0, 20.0])
+def test_min_snr_is_the_papers_x0_loss(gamma):
+    """Hang et al. define the weighting in x_0-space: min(SNR_t, gamma) * ||x_0 - x0_hat||^2. With
+    x0_hat = (x_t - sqrt(1 - alpha_bar) eps_theta) / sqrt(alpha_bar) (alpha_bar from numpy, not from Schedule)
+    that must equal loss_min_snr's weighted eps error, example by example."""
+    import numpy as np
+
+    from edudiff.losses import loss_min_snr
+
+    s = Schedule.linear(1000)
+    snr, ab = _snr_numpy(s.betas[1:].numpy())
+    g = torch.Generator().manual_seed(3)
+    x0 = torch.rand(32, 1, 4, 4, generator=g, dtype=torch.float64) * 2 - 1
+    eps = torch.randn(32, 1, 4, 4, generator=g, dtype=torch.float64)
+    t = torch.randint(1, 1001, (32,), generator=g)
+
+    def model(x, tt):  # an imperfect, deterministic eps_theta
+        return 0.5 * torch.tanh(x) + 1e-3 * tt.view(-1, 1, 1, 1).to(x.dtype)
+
+    got = loss_min_snr(s, model, x0, t=t, eps=eps, gamma=gamma, reduction="none")
+    a = torch.from_numpy(ab[t.numpy() - 1]).view(-1, 1, 1, 1)
+    xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
+    x0_hat = (xt - (1 - a).sqrt() * model(xt, t)) / a.sqrt()
+    want = torch.from_numpy(np.minimum(snr[t.numpy() - 1], gamma)) * ((x0 - x0_hat) ** 2).mean(dim=(1, 2, 3))
+    assert torch.allclose(got, want, rtol=1e-7)
+    # below the threshold (large t: SNR < gamma) the weight is exactly 1, i.e. L_simple
+    plain = loss_simple(s, model, x0, t=t, eps=eps, reduction="none")
+    low = torch.from_numpy(snr[t.numpy() - 1] <= gamma)
+    assert low.any() and (~low).any()
+    assert torch.equal(got[low], plain[low]) and bool((got[~low] < plain[~low]).all())
+
+
+def test_min_snr_weights_table_and_errors():
+    from edudiff.losses import min_snr_weights
+
+    s = Schedule.linear(1000)
+    w = min_snr_weights(s, 5.0)
+    assert w.shape == (1001,) and w.dtype == torch.float64 and w[0] == 0
+    snr, _ = _snr_numpy(s.betas[1:].numpy())
+    assert torch.allclose(w[1:], torch.from_numpy(snr.clip(max=5.0) / snr))
+    assert torch.equal(min_snr_weights(s, float("inf"))[1:], torch.ones(1000, dtype=torch.float64))
+    for bad in (0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="gamma must be positive"):
+            min_snr_weights(s, bad)

@@ -448,3 +448,21 @@ def test_one_command_line_with_aliases(capsys):
         [sys.executable, "-m", "edudiff", "evaluate", "--help"], env=_env(), capture_output=True, text=True, timeout=120
     )
     assert run.returncode == 0 and "--ckpt" in run.stdout, run.stderr
+
+
+def test_min_snr_training_logs_l_simple_but_follows_the_weighted_gradient(images, tmp_path):
+    """With min_snr_gamma the logged loss is still L_simple (the same first-step value as plain training, whose
+    batch and init are the same), the weights move differently, and a gamma so large that every weight is 1
+    reproduces plain training exactly."""
+    with threads(1):
+        runs = {
+            gamma: train(cfg(tmp_path / str(gamma), steps=3, min_snr_gamma=gamma), dataset=images, progress=False)
+            for gamma in (None, 5.0, 1e12)
+        }
+    plain, weighted, huge = runs[None], runs[5.0], runs[1e12]
+    assert plain.losses[0] == weighted.losses[0], "the logged loss must be L_simple, whatever the weighting"
+    assert_same_run(plain, huge)
+    w_plain, w_weighted = plain.model.state_dict(), weighted.model.state_dict()
+    assert any(not torch.equal(w_plain[k], w_weighted[k]) for k in w_plain), "Min-SNR should change the update"
+    with pytest.raises(ValueError, match="min_snr_gamma must be a positive number"):
+        TrainConfig(min_snr_gamma=0).validate()
