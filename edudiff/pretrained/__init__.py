@@ -1,0 +1,253 @@
+"""Weights trained by the course, shipped in the package: skip training and sample in seconds.
+
+``model, schedule, card = edudiff.pretrained.load("mnist")`` returns the EMA U-Net in eval mode (float32
+on ``device``), the noise schedule it was trained with (t = 1..T; ``schedule.alpha_bars[0] = 1`` is "no
+noise"), and its model card (a dict: the exact training command, steps, minutes, the loss curve and the
+scores, from ``<name>.json`` beside the weights; the prose card is ``<name>.md``).
+
+The weights file holds only what :func:`export` writes: the EMA state dict in float16 (under 4 MB for
+``mnist_small``), the U-Net configuration and the betas (float64). It is md5-pinned in :data:`MODELS`
+and read with ``torch.load(weights_only=True)``, so loading it runs no code and needs no network.
+
+Producing the shipped file from a training run (the command is in the card)::
+
+    python -m edudiff train --dataset mnist --out runs/mnist_cpu ...
+    python -m edudiff.pretrained export runs/mnist_cpu/last.pt edudiff/pretrained/mnist.pt
+
+Taught in: notebooks/06_unet_mnist.ipynb ("skip training: load the course's weights").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from ..checkpoint import CheckpointError, load_checkpoint, load_weights, schedule_from_checkpoint
+from ..config import default_device
+from ..data import md5sum
+from ..schedules import Schedule
+from ..unet import UNet, UNetConfig
+from ..utils import atomic_write
+
+__all__ = [
+    "MODELS", "FORMAT", "PretrainedError", "available", "path_of", "card", "load", "export", "score", "write_card",
+]  # fmt: skip
+
+FORMAT = "edudiff-pretrained"
+HERE = Path(__file__).resolve().parent
+
+#: Shipped weights by name: the file beside this module and its md5.
+MODELS: dict[str, dict] = {
+    "mnist": {"file": "mnist.pt", "md5": "8c32941e738af4fc68d425a3e987c751", "card": "mnist.json"},
+}
+
+
+class PretrainedError(CheckpointError):
+    """Shipped weights are missing, corrupted or unreadable; the message names the file and the fix."""
+
+
+def available() -> list[str]:
+    """Names accepted by :func:`load`."""
+    return sorted(MODELS)
+
+
+def _entry(name: str) -> dict:
+    if name not in MODELS:
+        raise ValueError(f"name must be one of {available()} (the course ships weights for these), got {name!r}")
+    return MODELS[name]
+
+
+def path_of(name: str) -> Path:
+    """The weights file of ``name`` inside the installed package."""
+    return HERE / _entry(name)["file"]
+
+
+def card(name: str = "mnist") -> dict:
+    """The model card of ``name`` as a dict (command, steps, minutes, losses, scores)."""
+    path = HERE / _entry(name)["card"]
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise PretrainedError(f"cannot read the model card {path} ({err}); reinstall edudiff") from err
+
+
+def _fix(path: Path) -> str:
+    return (
+        f"restore the file with `git checkout -- {path.name}` in {path.parent} (or reinstall edudiff); "
+        "if it is a few hundred bytes of text, it is a Git LFS pointer: run `git lfs pull`"
+    )
+
+
+def load(name: str = "mnist", device=None) -> tuple[UNet, Schedule, dict]:
+    """The course's trained model ``name``: ``(model, schedule, card)``.
+
+    ``model`` is the EMA U-Net in eval mode, float32, on ``device`` (default :func:`edudiff.default_device`);
+    ``schedule`` the :class:`~edudiff.Schedule` it was trained with; ``card`` as :func:`card`. The file's md5 is
+    checked first; a missing or altered file raises :class:`PretrainedError` naming the file and the fix.
+    """
+    entry, path = _entry(name), path_of(name)
+    if not path.is_file():
+        raise PretrainedError(f"the weights {path} are missing; {_fix(path)}")
+    found = md5sum(path)
+    if found != entry["md5"]:
+        raise PretrainedError(
+            f"the weights {path} are corrupted or altered (md5 {found}, expected {entry['md5']}); {_fix(path)}"
+        )
+    state = load_checkpoint(path, required=("format", "ema", "unet_config", "betas"))
+    if state["format"] != FORMAT:
+        raise PretrainedError(f"{path} is not an {FORMAT} file (format {state['format']!r}); {_fix(path)}")
+    model = UNet(UNetConfig(**state["unet_config"]))
+    load_weights(model, {k: v.float() for k, v in state["ema"].items()}, path, "ema")
+    device = default_device() if device is None else torch.device(device)
+    return model.to(device).eval(), schedule_from_checkpoint(state, path), card(name)
+
+
+def export(checkpoint: str | os.PathLike, out: str | os.PathLike, command: str = "", trained_on: str = "") -> str:
+    """Write the EMA weights of a training checkpoint as a shippable file (float16 state dict, U-Net
+    configuration, betas), atomically, and beside it the card's data ``<out stem>.json`` (``command``, the
+    machine it was ``trained_on``, steps, minutes, config, the loss of every step; :func:`score` adds the
+    scores). Returns the weights' md5, to pin in :data:`MODELS`."""
+    state = load_checkpoint(checkpoint, required=("ema", "unet_config", "config"))
+    small = {
+        "format": FORMAT,
+        "version": 1,
+        "ema": {k: v.half() if v.is_floating_point() else v for k, v in state["ema"].items()},
+        "unet_config": state["unet_config"],
+        "betas": schedule_from_checkpoint(state, checkpoint).betas[1:].clone(),
+        "step": int(state.get("step", 0)),
+    }
+    atomic_write(out, lambda f: torch.save(small, f))
+    losses = state.get("losses", torch.zeros(0))
+    info = {
+        "command": command,
+        "trained_on": trained_on,
+        "steps": int(state.get("step", 0)),
+        "train_minutes": float(state.get("train_seconds", 0.0)) / 60,
+        "config": state["config"],
+        "unet_config": state["unet_config"],
+        "losses": [round(float(v), 5) for v in losses],
+        "scores": {},
+    }
+    atomic_write(Path(out).with_suffix(".json"), (json.dumps(info, indent=1) + "\n").encode())
+    return md5sum(out)
+
+
+def score(name: str = "mnist", n: int = 1000, ddim_steps: int = 25, seed: int = 0, root=None, cache_dir=None) -> dict:
+    """Sample ``n`` digits from the shipped model with DDIM and score them with the project's classifier
+    (:func:`edudiff.evaluate.mnist_sample_quality`, 800-step classifier); the result is stored under
+    ``"scores"`` in the card's data file and returned."""
+    from ..evaluate import load_or_train_classifier, mnist_sample_quality
+    from ..generate import sample_images
+
+    model, schedule, info = load(name, device="cpu")
+    clf, clf_info = load_or_train_classifier(cache_dir=cache_dir, steps=800, root=root, device="cpu")
+    x = sample_images(model, schedule, n, (1, 28, 28), ddim_steps=ddim_steps, seed=seed, device="cpu")
+    q = mnist_sample_quality(x, clf, n_reference=10000, seed=seed, root=root)
+    scores = {
+        "n_samples": n,
+        "sampler": f"DDIM, {ddim_steps} steps, predicted x_0 clipped",
+        "seed": seed,
+        "classifier_test_accuracy": clf_info["test_accuracy"],
+        **{f"{k}_{m}": q[k][m] for k in ("samples", "real_test", "noise") for m in ("confident_fraction", "fd")},
+    }
+    info["scores"][f"ddim{ddim_steps}_n{n}"] = scores
+    atomic_write(HERE / _entry(name)["card"], (json.dumps(info, indent=1) + "\n").encode())
+    return scores
+
+
+def write_card(name: str = "mnist", notes: str = "") -> Path:
+    """Render the model card ``<name>.md`` (and its loss curve ``<name>_loss.png``) from the card's data file:
+    the command, the machine, steps and minutes, the loss curve and a table of the scores; ``notes`` (Markdown)
+    is added at the end. Returns the card's path."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    info, entry = card(name), _entry(name)
+    losses = np.asarray(info["losses"], dtype=np.float64)
+    window = max(1, len(losses) // 50)
+    smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+    fig, ax = plt.subplots(figsize=(7, 3), layout="constrained")
+    ax.plot(np.arange(1, len(losses) + 1), losses, alpha=0.3, label="per step")
+    ax.plot(np.arange(window, len(losses) + 1), smooth, label=f"moving average ({window} steps)")
+    ax.set(yscale="log", xlabel="training step", ylabel="L_simple", title=f"edudiff pretrained '{name}': training loss")
+    ax.legend()
+    png = HERE / f"{name}_loss.png"
+    fig.savefig(png, dpi=80)
+    plt.close(fig)
+    cfg = info["config"]
+    rows = [f"| {k} | {v} |" for k, v in cfg.items() if k in _CARD_FIELDS]
+    checkpoints = [i for i in range(0, len(losses), max(1, len(losses) // 8))] + [len(losses) - 1]
+    loss_rows = [f"| {i + 1} | {losses[max(0, i - window + 1) : i + 1].mean():.4f} |" for i in checkpoints]
+    score_rows = []
+    for sc in info.get("scores", {}).values():
+        score_rows.append(
+            f"| {sc['sampler']} | {sc['n_samples']} | {sc['samples_confident_fraction']:.3f} | "
+            f"{sc['samples_fd']:.1f} | {sc['real_test_confident_fraction']:.3f} | {sc['real_test_fd']:.1f} | "
+            f"{sc['noise_fd']:.0f} |"
+        )
+    text = f"""# Model card: edudiff pretrained `{name}`
+
+The EMA weights of the course's MNIST CPU recipe, shipped so that notebook 06 (and its page on the course site)
+can show real samples without training: `edudiff.pretrained.load("{name}")`.
+
+- **File**: `edudiff/pretrained/{entry["file"]}`, {path_of(name).stat().st_size:,} bytes, md5 `{entry["md5"]}`
+  (checked on every load); float16 state dict, read with `torch.load(weights_only=True)`.
+- **Model**: `{cfg["preset"]}` (`UNetConfig`: {json.dumps(info["unet_config"])}).
+- **Trained with**: `{info["command"]}`
+- **Machine**: {info["trained_on"]}
+- **Training**: {info["steps"]:,} steps of batch {cfg["batch_size"]} ({info["steps"] * cfg["batch_size"]:,} images,
+  {info["steps"] * cfg["batch_size"] / 60000:.1f} passes over MNIST) in {info["train_minutes"]:.1f} minutes of
+  training time.
+- **Objective**: eps-prediction, L_simple weighted by Min-SNR-gamma (gamma = {cfg.get("min_snr_gamma")}); linear
+  betas {cfg["beta_1"]}..{cfg["beta_T"]}, T = {cfg["T"]}.
+
+## Configuration
+
+| field | value |
+|---|---|
+{chr(10).join(rows)}
+
+## Loss
+
+![training loss]({png.name})
+
+| step | L_simple (moving average of {window} steps) |
+|---:|---:|
+{chr(10).join(loss_rows)}
+
+## Scores
+
+The project's MNIST classifier (`edudiff.evaluate`, 800 steps): the share of samples classified with
+p > 0.9 ("confident") and the Fréchet distance of its 64 penultimate features to real training digits. The
+real test digits and uniform noise, at the same N, are the floor and the ceiling
+(`python -m edudiff.pretrained score {name}`).
+
+| sampler | N | samples confident | samples FD | real test confident | real test FD | noise FD |
+|---|---:|---:|---:|---:|---:|---:|
+{chr(10).join(score_rows)}
+{notes}
+"""
+    out = HERE / f"{name}.md"
+    atomic_write(out, text.encode())
+    return out
+
+
+_CARD_FIELDS = (
+    "dataset",
+    "preset",
+    "steps",
+    "batch_size",
+    "lr",
+    "warmup",
+    "grad_clip",
+    "ema_decay",
+    "min_snr_gamma",
+    "T",
+    "beta_1",
+    "beta_T",
+    "seed",
+    "weight_decay",
+)
