@@ -1,19 +1,19 @@
 """Time to quality: how many minutes of CPU training until MNIST samples look like digits?
 
-Trains the course's MNIST model (``mnist_small`` by default, the full-mode preset) with
-:func:`edudiff.train.train` and, every ``--every-minutes`` minutes of *training* time (sampling and
-scoring are not counted), draws ``--n-samples`` images with DDIM from the EMA weights and measures
+Trains MNIST with the course's CPU recipe (``TrainConfig.recommended("mnist", device="cpu")``, the
+default whenever no GPU is present; each setting can be overridden) with :func:`edudiff.train.train`
+and, every ``--every-minutes`` minutes of *training* time (sampling and scoring are not counted), draws
+``--n-samples`` images with DDIM from the EMA weights and measures
 the fraction that the project's MNIST classifier (:mod:`edudiff.evaluate`) labels with softmax
 probability > 0.9, plus the Fréchet distance in its feature space. Prints the curve (minutes vs
 fraction), the real-data floor and noise ceiling, and the minutes until the fraction first reached
 ``--target`` (default 0.9).
 
-    python benchmarks/bench_time_to_quality.py --max-minutes 240         # the full measurement
+    python benchmarks/bench_time_to_quality.py --max-minutes 30 --every-minutes 5 --keep-going   # the recipe's curve
     python benchmarks/bench_time_to_quality.py --max-minutes 2 --every-minutes 1 --n-samples 64   # smoke run
 
-On 2 CPU cores ``mnist_small`` trains at roughly 25-50 images/s (a step of 64 images takes 1-3 s), and an
-evaluation of 128 samples x 25 DDIM steps costs about as much as 50 training steps: evaluation time is
-reported separately and not counted in the curve's minutes.
+Evaluation time (500 samples x 25 DDIM steps: about a minute on 2 cores) is reported separately and not
+counted in the curve's minutes. Results and the ablation of the recipe: ``benchmarks/README.md``.
 
 Meant for a 2-core CPU (``--device cpu``, the default here); the thread count is printed. The
 classifier is trained once (about a minute) and cached under ``<data root>/edudiff_cache``.
@@ -22,6 +22,7 @@ classifier is trained once (about a minute) and cached under ``<data root>/edudi
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -46,8 +47,8 @@ def main(argv=None) -> int:
     p.add_argument(
         "--n-samples",
         type=int,
-        default=128,
-        help="samples per evaluation (default 128: the fraction's standard error is <= 0.045)",
+        default=500,
+        help="samples per evaluation (default 500: the fraction's standard error is <= 0.022, 0.013 near 0.9)",
     )
     p.add_argument("--ddim-steps", type=int, default=25, help="DDIM steps per sample (default 25)")
     p.add_argument("--target", type=float, default=0.9, help="fraction of confident samples to reach (default 0.9)")
@@ -55,11 +56,20 @@ def main(argv=None) -> int:
         "--threshold", type=float, default=0.9, help="softmax probability counted as confident (default 0.9)"
     )
     p.add_argument("--keep-going", action="store_true", help="train on to the budget after reaching the target")
-    p.add_argument("--preset", default="mnist_small", choices=sorted(k for k in PRESETS if k.startswith("mnist")))
-    p.add_argument("--batch-size", type=int, default=64, help="training batch size (default 64)")
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
-    p.add_argument("--warmup", type=int, default=200, help="warm-up steps (default 200)")
-    p.add_argument("--ema-decay", type=float, default=0.999, help="EMA decay (default 0.999)")
+    recipe = TrainConfig.recommended("mnist", fast=False, device="cpu")
+    p.add_argument("--preset", default=recipe.preset, choices=sorted(k for k in PRESETS if k.startswith("mnist")))
+    p.add_argument(
+        "--unet",
+        type=json.loads,
+        default=recipe.unet,
+        help=f"UNetConfig overrides as JSON (default {json.dumps(recipe.unet)})",
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=recipe.batch_size, help=f"training batch size (default {recipe.batch_size})"
+    )
+    p.add_argument("--lr", type=float, default=recipe.lr, help=f"peak learning rate (default {recipe.lr:g})")
+    p.add_argument("--warmup", type=int, default=recipe.warmup, help=f"warm-up steps (default {recipe.warmup})")
+    p.add_argument("--ema-decay", type=float, default=recipe.ema_decay, help=f"EMA decay (default {recipe.ema_decay})")
     p.add_argument("--device", default="cpu", help="device (default cpu: this benchmark is about CPUs)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--out", help="run folder (default: a temporary folder)")
@@ -86,6 +96,7 @@ def main(argv=None) -> int:
         "mnist",
         fast=False,
         preset=args.preset,
+        unet=args.unet,
         steps=10**9,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -158,7 +169,8 @@ def main(argv=None) -> int:
 
     print()
     print(
-        f"model: {args.preset}, {n_params:,} parameters; batch {args.batch_size}, lr {args.lr}, "
+        f"model: {args.preset} {json.dumps(args.unet)}, {n_params:,} parameters; "
+        f"batch {args.batch_size}, lr {args.lr}, "
         f"EMA {args.ema_decay}; {result.step} steps in {result.train_seconds / 60:.2f} training minutes "
         f"({result.images_per_sec:.1f} images/s); evaluation took {state['eval_seconds'] / 60:.2f} min; "
         f"wall {wall / 60:.2f} min; last checkpoint {result.checkpoint}"
