@@ -6,7 +6,8 @@ Steps (everything lands under build/; nothing in the repository is modified):
 1. `python -m edudiff.homework student notebooks build/site-src/student` writes the student versions
    (solutions replaced by stubs, hidden tests removed): the site never sees a solution.
 2. Each student notebook is executed with nbclient, in a copy of notebooks/ as working folder:
-   01-05 in full mode, 06-07 with EDUDIFF_FAST=1. The exercise cells (nbgrader `solution`) and their check
+   01-05 in full mode, 06 with the course's pretrained weights (EDUDIFF_PRETRAINED=1), 07 with EDUDIFF_FAST=1.
+   The exercise cells (nbgrader `solution`) and their check
    cells (nbgrader `grade`) are tagged `raises-exception` in the copy, so only they may fail, and only with
    NotImplementedError / AssertionError / NameError (what a student version raises there, as
    tests/test_homework.py checks); any other error, or an error in any other cell, fails the build.
@@ -14,7 +15,8 @@ Steps (everything lands under build/; nothing in the repository is modified):
    (build/site-src/exec-cache/), keyed on the student notebook, the mode and the package's sources.
 3. Widget outputs (application/vnd.jupyter.widget-view+json) and the stored widget state are removed: every
    slider's figure is also drawn by a direct call of the plotting function, which stays. A note goes on the
-   fast-mode pages, and a link to the notebook (the student version, shipped in the site) on every page.
+   fast-mode and pretrained-weights pages, and a link to the notebook (the student version, shipped in the site)
+   on every page.
 4. The Sphinx sources (docs/*.md, docs/conf.py, one API page per module, the executed notebooks) are put
    together in build/site-src/src, MathJax is unpacked from its npm tarball into _static/mathjax, and
    `sphinx-build` writes build/site.
@@ -40,7 +42,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # this checkout's edudiff, whatever the environment's install points at
 DOCS = REPO / "docs"
 NOTEBOOKS = REPO / "notebooks"
-FAST_NOTEBOOKS = ("06_unet_mnist", "07_cifar10")  # run with EDUDIFF_FAST=1 on the site
+#: The environment each notebook runs in on the site (the others: full mode, EDUDIFF_FAST unset).
+SITE_ENV = {"06_unet_mnist": {"EDUDIFF_PRETRAINED": "1"}, "07_cifar10": {"EDUDIFF_FAST": "1"}}
 ALLOWED_ERRORS = {"NotImplementedError", "AssertionError", "NameError"}  # in exercise and check cells only
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 REEXPORTING_MODULES = ("edudiff", "edudiff.train")
@@ -49,9 +52,13 @@ CELL_TIMEOUT = 1800  # seconds per cell
 FAST_NOTE = """```{note}
 **Run in fast mode.** This page was executed with `EDUDIFF_FAST=1`: the model is the small, CPU-sized one the
 tests train in a few minutes, so the samples and numbers below are far from what the full configuration reaches
-on a GPU. %s
+on a GPU.
 ```"""
-FAST_NOTE_06 = "Once the course's pretrained weights ship, this page will show them instead of a fast-mode run."
+PRETRAINED_NOTE = """```{note}
+**Run with the course's weights.** This page was executed with `EDUDIFF_PRETRAINED=1`: instead of training, it loads
+the weights shipped with the package (`edudiff.pretrained.load("mnist")`, trained with the CPU recipe; see the
+model card `edudiff/pretrained/mnist.md`), then samples and scores them. Unset the variable to train them yourself.
+```"""
 
 
 def log(msg: str) -> None:
@@ -101,12 +108,12 @@ def sources_digest() -> str:
     return h.hexdigest()
 
 
-def execute(student: Path, workdir: Path, fast: bool, cache: Path, digest: str, force: bool):
+def execute(student: Path, workdir: Path, env: dict, cache: Path, digest: str, force: bool):
     """The executed notebook (from the cache when its key matches)."""
     import nbformat
     from nbclient import NotebookClient
 
-    key = hashlib.sha256(student.read_bytes() + f"fast={fast}".encode() + digest.encode()).hexdigest()
+    key = hashlib.sha256(student.read_bytes() + f"env={sorted(env.items())}".encode() + digest.encode()).hexdigest()
     cached = cache / student.name
     if cached.exists() and not force:
         nb = nbformat.read(str(cached), as_version=4)
@@ -115,12 +122,11 @@ def execute(student: Path, workdir: Path, fast: bool, cache: Path, digest: str, 
             return nb
     nb = nbformat.read(str(student), as_version=4)
     n_tagged = tag_exercises(nb)
-    env_fast = os.environ.get("EDUDIFF_FAST")
-    if fast:
-        os.environ["EDUDIFF_FAST"] = "1"
-    else:
-        os.environ.pop("EDUDIFF_FAST", None)
-    log(f"{student.name}: executing ({'fast' if fast else 'full'} mode, {n_tagged} exercise/check cells may fail)")
+    saved = {k: os.environ.get(k) for k in ("EDUDIFF_FAST", "EDUDIFF_PRETRAINED")}
+    for k in saved:
+        os.environ.pop(k, None)
+    os.environ.update(env)
+    log(f"{student.name}: executing ({env or 'full mode'}, {n_tagged} exercise/check cells may fail)")
     t0 = time.monotonic()
     try:
         client = NotebookClient(
@@ -137,13 +143,14 @@ def execute(student: Path, workdir: Path, fast: bool, cache: Path, digest: str, 
         )
         client.execute()  # raises CellExecutionError for an error in an untagged cell
     finally:
-        if env_fast is None:
-            os.environ.pop("EDUDIFF_FAST", None)
-        else:
-            os.environ["EDUDIFF_FAST"] = env_fast
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     check_errors(nb, student.name)
     log(f"{student.name}: executed in {time.monotonic() - t0:.0f} s")
-    nb.metadata["edudiff_site"] = {"key": key, "fast": fast}
+    nb.metadata["edudiff_site"] = {"key": key, "env": env}
     cache.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, str(cached))
     return nb
@@ -159,8 +166,8 @@ def check_errors(nb, name: str) -> None:
                 raise SystemExit(f"{name}, cell {i}: unexpected {out.get('ename')}: {out.get('evalue')}")
 
 
-def prepare_page(nb, name: str, fast: bool):
-    """Strip widgets, shorten the exercise tracebacks, add the notebook link (and the fast-mode note)."""
+def prepare_page(nb, name: str, env: dict):
+    """Strip widgets, shorten the exercise tracebacks, add the notebook link (and the note on the mode it ran in)."""
     from nbformat.v4 import new_markdown_cell
 
     nb = copy.deepcopy(nb)
@@ -176,7 +183,6 @@ def prepare_page(nb, name: str, fast: bool):
                 out["traceback"] = [f"{out['ename']}: {out['evalue']}"]
             outputs.append(out)
         cell.outputs = outputs
-    stem = name.removesuffix(".ipynb")
     link = (
         f"*This page is the notebook `notebooks/{name}` of the course repository, executed, as a student gets it:"
         f" the exercises are left for you, so their check cells stop with an error (`NotImplementedError` or"
@@ -184,8 +190,10 @@ def prepare_page(nb, name: str, fast: bool):
         f" <../_notebook_files/{name}>`, and run it with `make lab`.*"
     )
     extra = [new_markdown_cell(link)]
-    if fast:
-        extra.append(new_markdown_cell(FAST_NOTE % (FAST_NOTE_06 if stem.startswith("06") else "")))
+    if env.get("EDUDIFF_FAST") == "1":
+        extra.append(new_markdown_cell(FAST_NOTE))
+    if env.get("EDUDIFF_PRETRAINED") == "1":
+        extra.append(new_markdown_cell(PRETRAINED_NOTE))
     for c in extra:
         c.metadata["tags"] = ["edudiff-site"]
     nb.cells[1:1] = extra
@@ -265,9 +273,9 @@ def main(argv=None) -> int:
     shutil.copytree(student, src / "_notebook_files")  # the downloads: student versions, without outputs
     digest = sources_digest()
     for nb_path in sorted(student.glob("*.ipynb")):
-        fast = nb_path.stem in FAST_NOTEBOOKS
-        nb = execute(nb_path, run_dir, fast, work / "exec-cache", digest, args.force)
-        nbformat.write(prepare_page(nb, nb_path.name, fast), str(src / "notebooks" / nb_path.name))
+        env = SITE_ENV.get(nb_path.stem, {})
+        nb = execute(nb_path, run_dir, env, work / "exec-cache", digest, args.force)
+        nbformat.write(prepare_page(nb, nb_path.name, env), str(src / "notebooks" / nb_path.name))
     # 3. The rest of the Sphinx sources.
     for p in DOCS.iterdir():
         if p.suffix in (".md", ".py", ".svg") and p.name != "build_site.py":

@@ -152,22 +152,22 @@ def test_build_lets_only_exercise_cells_fail(tmp_path):
     from nbclient.exceptions import CellExecutionError
 
     ok = _exercise_notebook(tmp_path / "ok.ipynb", "assert False, 'check fails: not written yet'")
-    nb = bs.execute(ok, tmp_path, False, tmp_path / "cache", "d", force=True)
+    nb = bs.execute(ok, tmp_path, {}, tmp_path / "cache", "d", force=True)
     errors = [
         (i, o["ename"]) for i, c in enumerate(nb.cells) for o in c.get("outputs", []) if o.get("output_type") == "error"
     ]
     assert errors == [(2, "NotImplementedError"), (3, "AssertionError")]
     assert nb.cells[4].execution_count is not None, "execution continues past the exercise cells"
-    page = bs.prepare_page(nb, "ok.ipynb", fast=True)
+    page = bs.prepare_page(nb, "ok.ipynb", {"EDUDIFF_FAST": "1"})
     assert page.cells[3 + 2].outputs[0]["traceback"] == ["AssertionError: check fails: not written yet"]
     assert "fast mode" in page.cells[2].source and "_notebook_files/ok.ipynb" in page.cells[1].source
 
     other = _exercise_notebook(tmp_path / "other.ipynb", "assert True", after_src="raise ValueError('a real bug')")
     with pytest.raises(CellExecutionError, match="a real bug"):
-        bs.execute(other, tmp_path, False, tmp_path / "cache", "d", force=True)
+        bs.execute(other, tmp_path, {}, tmp_path / "cache", "d", force=True)
     wrong_kind = _exercise_notebook(tmp_path / "kind.ipynb", "raise TypeError('a bug in the check')")
     with pytest.raises(SystemExit, match="TypeError"):
-        bs.execute(wrong_kind, tmp_path, False, tmp_path / "cache", "d", force=True)
+        bs.execute(wrong_kind, tmp_path, {}, tmp_path / "cache", "d", force=True)
 
 
 def test_widget_outputs_are_stripped():
@@ -183,7 +183,7 @@ def test_widget_outputs_are_stripped():
         ),
     ]
     nb = new_notebook(cells=[new_markdown_cell("# t"), cell], metadata={"widgets": {"state": {}}})
-    page = bs.prepare_page(nbformat.from_dict(nb), "t.ipynb", fast=False)
+    page = bs.prepare_page(nbformat.from_dict(nb), "t.ipynb", {})
     assert "widgets" not in page.metadata
     outs = page.cells[-1].outputs
     assert len(outs) == 1 and "image/png" in outs[0]["data"]
@@ -258,13 +258,14 @@ def test_every_page_in_the_browser(browser, site):
     assert not failures, f"{len(failures)} problem(s):\n" + "\n".join(failures[:40])
 
 
-def test_notebook_pages_link_their_notebook_and_say_fast_mode(site):
+def test_notebook_pages_link_their_notebook_and_say_their_mode(site):
     for nb in NOTEBOOKS:
         page = (site / "notebooks" / nb.with_suffix(".html").name).read_text(encoding="utf-8")
         assert f"{nb.name}</span></code></a>" in page or f'{nb.name}"' in page, f"{nb.name}: no link to the notebook"
         assert "_downloads/" in page, f"{nb.name}: the download link is missing"
-        fast = nb.stem.startswith(("06", "07"))
+        fast, pre = nb.stem.startswith("07"), nb.stem.startswith("06")
         assert ("Run in fast mode" in page) == fast, f"{nb.name}: fast-mode note {'missing' if fast else 'misplaced'}"
+        assert ("Run with the course's weights" in page) == pre, f"{nb.name}: pretrained note wrong"
         assert "application/vnd.jupyter.widget" not in page and "Loading widget" not in page
 
 
