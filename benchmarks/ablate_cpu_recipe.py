@@ -58,7 +58,7 @@ def main(argv=None) -> int:
         images = st.step * args.batch_size
         if images < next_snap[0]:
             return False
-        path = out / f"ema_{images // 1000:05d}k.pt"
+        path = out / f"ema_{images:08d}images.pt"
         torch.save({"ema": st.ema.state_dict(), "images": images, "train_seconds": st.train_seconds}, path)
         snaps.append(path)
         print(f"{images} images, {st.train_seconds / 60:.1f} training minutes -> {path}", flush=True)
