@@ -79,6 +79,12 @@ class Trainer:
         self.batches_per_epoch = self.num_images // self.global_batch
         self._build_model()
         self.schedule = Schedule.linear(config.T, config.beta_1, config.beta_T)
+        # Min-SNR weights per t (None = L_simple), looked up once here instead of rebuilt at every step.
+        self.loss_weights = (
+            None
+            if config.min_snr_gamma is None
+            else min_snr_weights(self.schedule, config.min_snr_gamma).to(self.device, torch.float32)
+        )
         # The t/eps/flip generator is shared by all ranks (they slice the global batch); the global
         # generator (dropout) is per rank.
         self.noise_gen = torch.Generator(device=self.device).manual_seed(derive_seed(config.seed, SEED_NOISE))
@@ -189,10 +195,10 @@ class Trainer:
         with autocast_context(self.device, self.config.bf16), value_checks(self.device.type == "cpu"):
             per_example = loss_simple(self.schedule, train_model, x0, t=t, eps=eps, reduction="none")
         loss = per_example.mean()
-        if self.config.min_snr_gamma is None:
+        if self.loss_weights is None:
             loss.backward()
         else:
-            w = min_snr_weights(self.schedule, self.config.min_snr_gamma).to(self.device, per_example.dtype)[t]
+            w = self.loss_weights[t].to(per_example.dtype)
             (w * per_example).mean().backward()
         return loss.detach()
 
