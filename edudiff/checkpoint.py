@@ -292,10 +292,13 @@ def check_compatible(saved: dict, config, path: Path) -> list[str]:
             f"({'; '.join(diffs)}). Fix: pass the same options as the original run, or use "
             f"a new --out folder to start a fresh run."
         )
+    # Read the saved config as the config class reads it, so that fields added since (absent from an older
+    # checkpoint, hence at their defaults) are compared too.
+    before = type(config).from_dict(saved)
     return [
-        f"{k}: {saved.get(k)!r} -> {getattr(config, k)!r}"
-        for k in saved
-        if k not in MUST_MATCH and hasattr(config, k) and saved.get(k) != getattr(config, k)
+        f"{f.name}: {getattr(before, f.name)!r} -> {getattr(config, f.name)!r}"
+        for f in dataclasses.fields(config)
+        if f.name not in MUST_MATCH and getattr(before, f.name) != getattr(config, f.name)
     ]
 
 

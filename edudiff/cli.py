@@ -46,6 +46,7 @@ _OPTIONS = [
     ("--batch-size", int, "images per step per process"),
     ("--lr", float, "peak learning rate (AdamW)"),
     ("--warmup", int, "linear learning-rate warm-up steps"),
+    ("--lr-decay", str, "after the warm-up: constant (the paper) or cosine (down to 0 at --steps)"),
     ("--weight-decay", float, "AdamW weight decay (default 0, i.e. Adam)"),
     ("--grad-clip", float, "max gradient norm, 0 = off (default 1)"),
     ("--ema-decay", float, "decay of the weights' moving average"),

@@ -33,16 +33,16 @@ MODES = ("fast", "cpu", "gpu")
 #: (batch 64), i.e. about 190k images, three passes over MNIST.
 CPU_STEPS = 2800
 
-_COLUMNS = ("preset", "steps", "batch_size", "lr", "warmup", "ema_decay", "min_snr_gamma", "ckpt_every",
-            "sample_every", "log_every", "n_samples", "ddim_steps")  # fmt: skip
+_COLUMNS = ("preset", "steps", "batch_size", "lr", "warmup", "lr_decay", "ema_decay", "min_snr_gamma",
+            "ckpt_every", "sample_every", "log_every", "n_samples", "ddim_steps")  # fmt: skip
 _ROWS = {
-    #                          preset        steps  batch    lr  warmup     ema  minsnr  ckpt  sample  log  samples ddim
-    ("mnist", "fast"):      ("mnist_tiny",      200,    32, 1e-3,    20,   0.99,   None,   100,      0,  10,  16,  20),
-    ("mnist", "cpu"):       ("mnist_cpu",  CPU_STEPS,    64, 2e-3,   100,  0.999,    5.0,   500,   1000,  50,  64,  50),
-    ("mnist", "gpu"):       ("mnist_small",  30_000,   128, 2e-4,  1000, 0.9995,   None,  2000,   2000,  50,  64,  50),
-    ("cifar10", "fast"):    ("cifar10_tiny",    150,    32, 1e-3,    20,   0.99,   None,   100,      0,  10,  16,  20),
-    ("cifar10", "cpu"):     ("ddpm_cifar10", 800_000,  128, 2e-4,  5000, 0.9999,   None,  5000, 10_000, 100,  64,  50),
-    ("cifar10", "gpu"):     ("ddpm_cifar10", 800_000,  128, 2e-4,  5000, 0.9999,   None,  5000, 10_000, 100,  64,  50),
+    #                        preset         steps batch    lr warmup decay         ema minsnr  ckpt sample log  n ddim
+    ("mnist", "fast"):    ("mnist_tiny",      200,   32, 1e-3,   20, "constant",  0.99, None,  100,     0, 10, 16, 20),
+    ("mnist", "cpu"):     ("mnist_cpu",  CPU_STEPS,  64, 2e-3,  100, "constant", 0.999,  5.0,  500,  1000, 50, 64, 50),
+    ("mnist", "gpu"):     ("mnist_small",  30_000,  128, 2e-4, 1000, "constant", 0.9995, None, 2000,  2000, 50, 64, 50),
+    ("cifar10", "fast"):  ("cifar10_tiny",    150,   32, 1e-3,   20, "constant",  0.99, None,  100,     0, 10, 16, 20),
+    ("cifar10", "cpu"): ("ddpm_cifar10", 800_000, 128, 2e-4, 5000, "constant", 0.9999, None, 5000, 10_000, 100, 64, 50),
+    ("cifar10", "gpu"): ("ddpm_cifar10", 800_000, 128, 2e-4, 5000, "constant", 0.9999, None, 5000, 10_000, 100, 64, 50),
 }  # fmt: skip
 
 #: TrainConfig fields by (dataset, mode).

@@ -14,7 +14,10 @@ from ._validate import check_positive_int
 from .data import DATASET_SHAPES, dataset_key
 from .recipes import choose_mode, recipe
 
-__all__ = ["TrainConfig", "unet_config_for", "build_model"]
+__all__ = ["LR_DECAYS", "TrainConfig", "unet_config_for", "build_model"]
+
+#: The learning-rate shapes after the warm-up (:attr:`TrainConfig.lr_decay`).
+LR_DECAYS = ("constant", "cosine")
 
 # Presets to suggest when a preset does not fit the dataset's images.
 _SUGGESTED_PRESETS = {
@@ -38,7 +41,9 @@ class TrainConfig:
     Diffusion: ``T``, ``beta_1``, ``beta_T`` (the linear schedule of sec. 4).
 
     Optimisation: ``steps`` (total optimizer steps), ``batch_size`` (per process), ``lr`` (peak),
-    ``warmup`` (steps of linear warm-up), ``weight_decay`` (AdamW; 0 = Adam as in the paper),
+    ``warmup`` (steps of linear warm-up), ``lr_decay`` (after the warm-up: "constant", as in the paper, or
+    "cosine": lr * (1 + cos(pi * p)) / 2 with p the fraction of the post-warm-up steps done, reaching 0 at
+    ``steps``), ``weight_decay`` (AdamW; 0 = Adam as in the paper),
     ``grad_clip`` (max gradient norm; 0 = off), ``ema_decay``, ``min_snr_gamma`` (None = L_simple, eq. 14; a
     number gamma = each t's eps error weighted by min(SNR_t, gamma)/SNR_t, Min-SNR-gamma, Hang et al. 2023 --
     :func:`edudiff.losses.loss_min_snr`; the logged loss stays L_simple either way, so curves compare).
@@ -64,6 +69,7 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 2e-4
     warmup: int = 1000
+    lr_decay: str = "constant"
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     ema_decay: float = 0.9999
@@ -130,6 +136,8 @@ class TrainConfig:
     def _validate_numbers(self) -> None:
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if self.lr_decay not in LR_DECAYS:
+            raise ValueError(f"lr_decay must be one of {', '.join(LR_DECAYS)}; got {self.lr_decay!r}")
         if not (0.0 <= float(self.ema_decay) < 1.0):
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay!r}")
         if not float(self.grad_clip) >= 0.0:
@@ -144,6 +152,20 @@ class TrainConfig:
             raise ValueError(
                 f"minutes must be a positive number (a training-time budget) or None, got {self.minutes!r}"
             )
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of step ``step`` (0-based, so the paper's step ``step + 1``): a linear warm-up,
+        ``lr * (step + 1) / warmup`` for the first ``warmup`` steps, then ``lr`` (``lr_decay="constant"``, the
+        paper) or a half cosine ``lr * (1 + cos(pi * p)) / 2`` with ``p = (step + 1 - w) / (steps - w)``,
+        ``w = max(warmup, 1)``: ``lr`` at the end of the warm-up, 0 at the last step (``lr_decay="cosine"``)."""
+        warmup, lr = self.warmup, self.lr
+        if step + 1 < warmup:
+            return lr * (step + 1) / warmup
+        if self.lr_decay == "cosine":
+            w = max(warmup, 1)
+            done = min(1.0, (step + 1 - w) / max(1, self.steps - w))
+            return lr * 0.5 * (1.0 + math.cos(math.pi * done))
+        return lr
 
     @property
     def use_hflip(self) -> bool:

@@ -183,9 +183,8 @@ class Trainer:
         return x0.contiguous(memory_format=self.memory_format), t, eps.contiguous(memory_format=self.memory_format)
 
     def lr_at(self, step: int) -> float:
-        """The learning rate of step ``step`` (0-based): a linear warm-up to ``lr``, then constant."""
-        warmup, lr = self.config.warmup, self.config.lr
-        return lr * min(1.0, (step + 1) / warmup) if warmup else lr
+        """The learning rate of step ``step`` (0-based): :meth:`TrainConfig.lr_at`."""
+        return self.config.lr_at(step)
 
     def forward_backward(self, train_model: nn.Module, x0, t, eps) -> torch.Tensor:
         """L_simple on the batch and the gradient of the training loss: L_simple itself, or with

@@ -245,3 +245,18 @@ def test_checkpoint_stores_the_schedule_it_was_trained_with(tmp_path):
     state.update(version=2, betas=betas)
     _, schedule, _ = load_model(save_checkpoint(tmp_path / "new.pt", state), device="cpu")
     assert schedule.T == 30 and torch.equal(schedule.betas[1:], betas)
+
+
+def test_resume_lists_every_changed_field_even_ones_newer_than_the_checkpoint(tmp_path):
+    """A checkpoint written before a field existed (here lr_decay) reads it at its default, so switching it on
+    when resuming is reported like any other change; a data/model/seed change is refused, naming the field."""
+    from edudiff.checkpoint import check_compatible
+    from edudiff.train import TrainConfig
+
+    saved = TrainConfig(steps=100).to_dict()
+    del saved["lr_decay"]
+    changed = check_compatible(saved, TrainConfig(steps=300, lr_decay="cosine"), tmp_path / "last.pt")
+    assert sorted(changed) == ["lr_decay: 'constant' -> 'cosine'", "steps: 100 -> 300"], changed
+    assert check_compatible(saved, TrainConfig(steps=100), tmp_path / "last.pt") == []
+    with pytest.raises(ValueError, match=r"cannot resume from .*last\.pt.*seed: checkpoint 0 vs now 1"):
+        check_compatible(saved, TrainConfig(steps=100, seed=1), tmp_path / "last.pt")

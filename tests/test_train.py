@@ -7,6 +7,7 @@ dataset folder (skipped when it is absent).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -466,3 +467,45 @@ def test_min_snr_training_logs_l_simple_but_follows_the_weighted_gradient(images
     assert any(not torch.equal(w_plain[k], w_weighted[k]) for k in w_plain), "Min-SNR should change the update"
     with pytest.raises(ValueError, match="min_snr_gamma must be a positive number"):
         TrainConfig(min_snr_gamma=0).validate()
+
+
+def _torch_warmup_cosine(lr: float, warmup: int, steps: int) -> list[float]:
+    """The learning rate of each step from torch's own schedulers, as an independent reference: LinearLR for
+    the warm-up (factor (k+1)/warmup), then CosineAnnealingLR with T_max = steps - warmup and eta_min = 0."""
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
+    rates, warmup = [], max(warmup, 1)  # no warm-up = a warm-up of one step at the full rate
+    if warmup > 1:
+        warm = torch.optim.lr_scheduler.LinearLR(opt, start_factor=1 / warmup, end_factor=1.0, total_iters=warmup - 1)
+        for _ in range(warmup - 1):
+            rates.append(opt.param_groups[0]["lr"])
+            opt.step()
+            warm.step()
+    opt.param_groups[0]["lr"] = lr
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps - warmup, eta_min=0.0)
+    for _ in range(steps - len(rates)):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        cosine.step()
+    return rates
+
+
+def test_cosine_lr_decay_matches_torch_schedulers_and_reaches_the_optimizer(images, tmp_path):
+    """lr_decay="cosine": the rate of every step equals torch's LinearLR warm-up followed by CosineAnnealingLR
+    (so the last step's rate is ~0), the logged rates are the ones the optimizer used, and "constant" keeps
+    the peak after the warm-up, as the paper does."""
+    with threads(1):
+        run = train(cfg(tmp_path / "cos", steps=16, warmup=3, lr_decay="cosine"), dataset=images, progress=False)
+    logged = [json.loads(line)["lr"] for line in (tmp_path / "cos" / "log.jsonl").read_text().splitlines()]
+    expected = _torch_warmup_cosine(1e-3, 3, 16)
+    np.testing.assert_allclose(logged, expected, rtol=1e-9, atol=1e-15)
+    assert expected[-1] < 1e-5 * expected[3] and max(expected) == pytest.approx(1e-3)
+    assert run.step == 16
+    constant = TrainConfig(steps=100, warmup=10, lr=2e-3, lr_decay="constant")
+    assert [constant.lr_at(s) for s in (0, 4, 9, 50, 99)] == pytest.approx([2e-4, 1e-3, 2e-3, 2e-3, 2e-3])
+    for warmup in (0, 1, 7):
+        cosine = TrainConfig(steps=100, warmup=warmup, lr=2e-3, lr_decay="cosine")
+        np.testing.assert_allclose(
+            [cosine.lr_at(s) for s in range(100)], _torch_warmup_cosine(2e-3, warmup, 100), rtol=1e-9, atol=1e-15
+        )
+    with pytest.raises(ValueError, match="lr_decay must be one of constant, cosine; got 'linear'"):
+        TrainConfig(lr_decay="linear").validate()
