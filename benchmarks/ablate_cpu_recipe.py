@@ -20,7 +20,6 @@ from pathlib import Path
 
 import torch
 
-from edudiff import Schedule
 from edudiff.evaluate import load_or_train_classifier, mnist_sample_quality
 from edudiff.train import TrainConfig, build_model, sample_images, train
 
@@ -67,7 +66,7 @@ def main(argv=None) -> int:
 
     t0 = time.perf_counter()
     train(config, callback=callback, progress=False)
-    schedule = Schedule.linear(config.T, config.beta_1, config.beta_T)
+    schedule = config.make_schedule()
     clf, _ = load_or_train_classifier(cache_dir=args.cache_dir, steps=800, device="cpu")
     print(f"\n# {args.name}: {json.dumps({k: v for k, v in vars(args).items() if k not in ('root', 'cache_dir')})}")
     print(f"{'images':>8}  {'minutes':>7}  confident (N={args.n_samples}, DDIM {args.ddim_steps})      FD")

@@ -33,6 +33,7 @@ import torch
 
 from edudiff.evaluate import format_quality, load_or_train_classifier, mnist_sample_quality
 from edudiff.train import PRESETS, TrainConfig, sample_images, train
+from edudiff.train_config import NOISE_SCHEDULES
 from edudiff.unet import count_parameters
 
 
@@ -70,6 +71,9 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=float, default=recipe.lr, help=f"peak learning rate (default {recipe.lr:g})")
     p.add_argument("--warmup", type=int, default=recipe.warmup, help=f"warm-up steps (default {recipe.warmup})")
     p.add_argument("--ema-decay", type=float, default=recipe.ema_decay, help=f"EMA decay (default {recipe.ema_decay})")
+    p.add_argument(
+        "--noise-schedule", default=recipe.noise_schedule, choices=NOISE_SCHEDULES, help="(default: the recipe's)"
+    )
     p.add_argument("--device", default="cpu", help="device (default cpu: this benchmark is about CPUs)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--out", help="run folder (default: a temporary folder)")
@@ -102,6 +106,7 @@ def main(argv=None) -> int:
         lr=args.lr,
         warmup=args.warmup,
         ema_decay=args.ema_decay,
+        noise_schedule=args.noise_schedule,
         device=args.device,
         out=out,
         ckpt_every=0,

@@ -63,7 +63,10 @@ FORMAT, VERSION = "edudiff-train", 2
 REQUIRED_KEYS = ("model", "ema", "optimizer", "step", "rng", "config", "unet_config")
 #: Config fields that must agree between a checkpoint and the config that resumes it (the rest -- steps,
 #: lr, intervals, ... -- may change, e.g. to train longer).
-MUST_MATCH = ("dataset", "preset", "unet", "T", "beta_1", "beta_T", "seed", "batch_size", "limit")
+MUST_MATCH = ("dataset", "preset", "unet", "T", "beta_1", "beta_T", "noise_schedule", "seed", "batch_size", "limit")
+
+#: What a checkpoint written before a :data:`MUST_MATCH` field existed was trained with.
+_MUST_MATCH_BEFORE_THE_FIELD = {"noise_schedule": "linear"}
 
 
 class CheckpointError(ValueError):
@@ -278,6 +281,7 @@ def resolve_resume(resume, out: Path | None) -> Path | None:
 def check_compatible(saved: dict, config, path: Path) -> list[str]:
     """Raise a ValueError unless the saved config and ``config`` agree on :data:`MUST_MATCH` (and flips);
     return the other fields that changed, as ``"name: old -> new"`` strings."""
+    saved = {**_MUST_MATCH_BEFORE_THE_FIELD, **saved}
     diffs = [
         f"{k}: checkpoint {saved.get(k)!r} vs now {getattr(config, k)!r}"
         for k in MUST_MATCH

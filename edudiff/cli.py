@@ -56,6 +56,7 @@ _OPTIONS = [
         "Min-SNR: weight t's eps error by min(SNR_t, gamma)/SNR_t; 0 = L_simple (default: the recipe)",
     ),
     ("--T", int, "diffusion steps (default 1000)"),
+    ("--noise-schedule", str, "linear (the paper, beta_1..beta_T) or cosine (Nichol & Dhariwal 2021)"),
     ("--seed", int, "seed of everything random (default 0)"),
     ("--out", str, "run folder for last.pt, samples/ and log.jsonl (default runs/<dataset>)"),
     ("--minutes", float, "stop cleanly after this many minutes of training (resumable; default: no limit)"),

@@ -13,11 +13,15 @@ from . import unet
 from ._validate import check_positive_int
 from .data import DATASET_SHAPES, dataset_key
 from .recipes import choose_mode, recipe
+from .schedules import Schedule
 
-__all__ = ["LR_DECAYS", "TrainConfig", "unet_config_for", "build_model"]
+__all__ = ["LR_DECAYS", "NOISE_SCHEDULES", "TrainConfig", "unet_config_for", "build_model"]
 
 #: The learning-rate shapes after the warm-up (:attr:`TrainConfig.lr_decay`).
 LR_DECAYS = ("constant", "cosine")
+
+#: The noise schedules a run can train with (:attr:`TrainConfig.noise_schedule`).
+NOISE_SCHEDULES = ("linear", "cosine")
 
 # Presets to suggest when a preset does not fit the dataset's images.
 _SUGGESTED_PRESETS = {
@@ -38,7 +42,9 @@ class TrainConfig:
     Model: ``preset`` (a key of :data:`edudiff.unet.PRESETS`), ``unet`` (a dict of
     :class:`~edudiff.unet.UNetConfig` fields overriding the preset, e.g. ``{"dropout": 0.0}``).
 
-    Diffusion: ``T``, ``beta_1``, ``beta_T`` (the linear schedule of sec. 4).
+    Diffusion: ``T`` and ``noise_schedule``: "linear", the paper's (sec. 4), beta_t rising linearly from
+    ``beta_1`` to ``beta_T``; or "cosine" (Nichol & Dhariwal 2021, eq. 17, :func:`edudiff.schedules.cosine_betas`,
+    s = 0.008, betas clipped at 0.999), which ignores ``beta_1`` and ``beta_T``. :meth:`make_schedule` builds it.
 
     Optimisation: ``steps`` (total optimizer steps), ``batch_size`` (per process), ``lr`` (peak),
     ``warmup`` (steps of linear warm-up), ``lr_decay`` (after the warm-up: "constant", as in the paper, or
@@ -77,6 +83,7 @@ class TrainConfig:
     T: int = 1000
     beta_1: float = 1e-4
     beta_T: float = 0.02
+    noise_schedule: str = "linear"
     seed: int = 0
     out: str | None = "runs/mnist"
     ckpt_every: int = 1000
@@ -136,6 +143,8 @@ class TrainConfig:
     def _validate_numbers(self) -> None:
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if self.noise_schedule not in NOISE_SCHEDULES:
+            raise ValueError(f"noise_schedule must be one of {', '.join(NOISE_SCHEDULES)}; got {self.noise_schedule!r}")
         if self.lr_decay not in LR_DECAYS:
             raise ValueError(f"lr_decay must be one of {', '.join(LR_DECAYS)}; got {self.lr_decay!r}")
         if not (0.0 <= float(self.ema_decay) < 1.0):
@@ -166,6 +175,15 @@ class TrainConfig:
             done = min(1.0, (step + 1 - w) / max(1, self.steps - w))
             return lr * 0.5 * (1.0 + math.cos(math.pi * done))
         return lr
+
+    def make_schedule(self) -> Schedule:
+        """The run's noise schedule (float64, t = 1..T): :meth:`Schedule.linear` with ``T``, ``beta_1``,
+        ``beta_T``, or :meth:`Schedule.cosine` with ``T`` (``noise_schedule``)."""
+        if self.noise_schedule == "cosine":
+            return Schedule.cosine(self.T)
+        if self.noise_schedule != "linear":
+            raise ValueError(f"noise_schedule must be one of {', '.join(NOISE_SCHEDULES)}; got {self.noise_schedule!r}")
+        return Schedule.linear(self.T, self.beta_1, self.beta_T)
 
     @property
     def use_hflip(self) -> bool:

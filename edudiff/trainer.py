@@ -35,7 +35,6 @@ from .distributed import (
 from .generate import sample_images
 from .imageio import save_image_grid
 from .losses import loss_simple, min_snr_weights
-from .schedules import Schedule
 from .train_config import TrainConfig, unet_config_for
 from .train_parts import (
     SEED_DROPOUT,
@@ -78,7 +77,7 @@ class Trainer:
         self.global_batch = config.batch_size * dist.world
         self.batches_per_epoch = self.num_images // self.global_batch
         self._build_model()
-        self.schedule = Schedule.linear(config.T, config.beta_1, config.beta_T)
+        self.schedule = config.make_schedule()
         # Min-SNR weights per t (None = L_simple), looked up once here instead of rebuilt at every step.
         self.loss_weights = (
             None

@@ -254,9 +254,11 @@ def test_resume_lists_every_changed_field_even_ones_newer_than_the_checkpoint(tm
     from edudiff.train import TrainConfig
 
     saved = TrainConfig(steps=100).to_dict()
-    del saved["lr_decay"]
+    del saved["lr_decay"], saved["noise_schedule"]  # both newer than the oldest checkpoints (all linear)
     changed = check_compatible(saved, TrainConfig(steps=300, lr_decay="cosine"), tmp_path / "last.pt")
     assert sorted(changed) == ["lr_decay: 'constant' -> 'cosine'", "steps: 100 -> 300"], changed
     assert check_compatible(saved, TrainConfig(steps=100), tmp_path / "last.pt") == []
     with pytest.raises(ValueError, match=r"cannot resume from .*last\.pt.*seed: checkpoint 0 vs now 1"):
         check_compatible(saved, TrainConfig(steps=100, seed=1), tmp_path / "last.pt")
+    with pytest.raises(ValueError, match=r"noise_schedule: checkpoint 'linear' vs now 'cosine'"):
+        check_compatible(saved, TrainConfig(steps=100, noise_schedule="cosine"), tmp_path / "last.pt")

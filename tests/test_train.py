@@ -509,3 +509,27 @@ def test_cosine_lr_decay_matches_torch_schedulers_and_reaches_the_optimizer(imag
         )
     with pytest.raises(ValueError, match="lr_decay must be one of constant, cosine; got 'linear'"):
         TrainConfig(lr_decay="linear").validate()
+
+
+def test_cosine_noise_schedule_is_trained_with_saved_and_reloaded(images, tmp_path):
+    """noise_schedule="cosine": the run's alpha-bar is Nichol & Dhariwal's eq. 17, f(t)/f(0) with
+    f(t) = cos^2(pi/2 (t/T + s)/(1 + s)), s = 0.008 (written out here from the paper, betas clipped at 0.999);
+    the checkpoint stores those betas, load_model returns them, and resuming with the linear schedule is refused
+    by name. "linear" stays the paper's beta_1..beta_T."""
+    from edudiff.checkpoint import load_model
+
+    T, s = 50, 0.008
+    f = np.cos(np.pi / 2 * (np.arange(T + 1) / T + s) / (1 + s)) ** 2
+    betas = np.minimum(1 - f[1:] / f[:-1], 0.999)
+    alpha_bar = np.concatenate([[1.0], np.cumprod(1 - betas)])
+    with threads(1):
+        run = train(cfg(tmp_path / "cos", steps=4, T=T, noise_schedule="cosine"), dataset=images, progress=False)
+    np.testing.assert_allclose(run.schedule.alpha_bars.numpy(), alpha_bar, rtol=1e-12, atol=1e-15)
+    _, schedule, _ = load_model(tmp_path / "cos" / "last.pt", device="cpu")
+    np.testing.assert_allclose(schedule.alpha_bars.numpy(), alpha_bar, rtol=1e-12, atol=1e-15)
+    linear = TrainConfig(T=T, beta_1=1e-3, beta_T=0.05).make_schedule()
+    np.testing.assert_allclose(linear.betas[1:].numpy(), np.linspace(1e-3, 0.05, T), rtol=1e-12)
+    with pytest.raises(ValueError, match=r"cannot resume.*noise_schedule: checkpoint 'cosine' vs now 'linear'"):
+        train(cfg(tmp_path / "cos", steps=8, T=T), dataset=images, resume=True, progress=False)
+    with pytest.raises(ValueError, match="noise_schedule must be one of linear, cosine; got 'sigmoid'"):
+        TrainConfig(noise_schedule="sigmoid").validate()
