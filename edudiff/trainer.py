@@ -181,10 +181,6 @@ class Trainer:
             x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
         return x0.contiguous(memory_format=self.memory_format), t, eps.contiguous(memory_format=self.memory_format)
 
-    def lr_at(self, step: int) -> float:
-        """The learning rate of step ``step`` (0-based): :meth:`TrainConfig.lr_at`."""
-        return self.config.lr_at(step)
-
     def forward_backward(self, train_model: nn.Module, x0, t, eps) -> torch.Tensor:
         """L_simple on the batch and the gradient of the training loss: L_simple itself, or with
         ``min_snr_gamma`` each example's eps error weighted by min(SNR_t, gamma)/SNR_t. Returns L_simple (what
@@ -204,7 +200,7 @@ class Trainer:
         """One optimizer step (Algorithm 1, lines 2-5) and the EMA update; returns (loss, lr)."""
         t0 = time.perf_counter()
         x0, t, eps = self.next_batch()
-        lr = self.lr_at(self.step)
+        lr = self.config.lr_at(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         loss = self.forward_backward(train_model, x0, t, eps)
