@@ -63,10 +63,22 @@ FORMAT, VERSION = "edudiff-train", 2
 REQUIRED_KEYS = ("model", "ema", "optimizer", "step", "rng", "config", "unet_config")
 #: Config fields that must agree between a checkpoint and the config that resumes it (the rest -- steps,
 #: lr, intervals, ... -- may change, e.g. to train longer).
-MUST_MATCH = ("dataset", "preset", "unet", "T", "beta_1", "beta_T", "noise_schedule", "seed", "batch_size", "limit")
+MUST_MATCH = (
+    "dataset",
+    "preset",
+    "unet",
+    "num_classes",
+    "T",
+    "beta_1",
+    "beta_T",
+    "noise_schedule",
+    "seed",
+    "batch_size",
+    "limit",
+)
 
 #: What a checkpoint written before a :data:`MUST_MATCH` field existed was trained with.
-_MUST_MATCH_BEFORE_THE_FIELD = {"noise_schedule": "linear"}
+_MUST_MATCH_BEFORE_THE_FIELD = {"noise_schedule": "linear", "num_classes": None}
 
 
 class CheckpointError(ValueError):

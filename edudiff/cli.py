@@ -32,6 +32,7 @@ _EPILOG = """examples:
   python -m edudiff train --dataset mnist --preset mnist_small --steps 30000 --out runs/mnist
   python -m edudiff train --dataset mnist --out runs/mnist --resume           # continue after a crash
   python -m edudiff train --dataset mnist --out runs/mnist --minutes 20       # stop after 20 min of training
+  python -m edudiff train --dataset mnist --class-conditional --out runs/mnist_cond   # p(x|y), guidance
   python -m edudiff train --dataset cifar10 --download --out runs/cifar10     # the paper's recipe
   torchrun --nproc_per_node 4 -m edudiff train --dataset cifar10 --out runs/c10   # 4 GPUs (DDP)
   python -m edudiff sample --ckpt runs/mnist/last.pt --n 64 --ddim-steps 50 --out grid.png
@@ -55,6 +56,7 @@ _OPTIONS = [
         float,
         "Min-SNR: weight t's eps error by min(SNR_t, gamma)/SNR_t; 0 = L_simple (default: the recipe)",
     ),
+    ("--label-dropout", float, "with --class-conditional: the chance a label is dropped to null (default 0.1)"),
     ("--T", int, "diffusion steps (default 1000)"),
     ("--noise-schedule", str, "linear (the paper, beta_1..beta_T) or cosine (Nichol & Dhariwal 2021)"),
     ("--seed", int, "seed of everything random (default 0)"),
@@ -103,6 +105,11 @@ def train_parser(prog: str = "python -m edudiff train") -> argparse.ArgumentPars
         metavar="CKPT",
         help="continue from <out>/last.pt (or from CKPT); starts afresh if there is none",
     )
+    p.add_argument(
+        "--class-conditional",
+        action="store_true",
+        help="train eps(x_t, t, y) on the dataset's labels, with label dropout for classifier-free guidance",
+    )
     p.add_argument("--download", action="store_true", help="download the dataset if it is missing")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (slower start, faster steps)")
     for flag, text in _SWITCHES:
@@ -120,7 +127,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if overrides.get("min_snr_gamma") == 0:
         overrides["min_snr_gamma"] = None  # 0 on the command line = plain L_simple
     overrides.update(download=args.download, compile=args.compile)
-    return TrainConfig.recommended(args.dataset, fast=args.fast, **overrides)
+    config = TrainConfig.recommended(args.dataset, fast=args.fast, **overrides)
+    return config.class_conditional() if args.class_conditional else config
 
 
 def main_train(argv: list[str], prog: str = "python -m edudiff train") -> int:

@@ -64,7 +64,7 @@ def min_snr_weights(schedule: Schedule, gamma: float = 5.0) -> torch.Tensor:
     return torch.cat([torch.zeros(1, dtype=w.dtype), w])
 
 
-def _eps_error(schedule, model, x0, t, eps, generator):
+def _eps_error(schedule, model, x0, t, eps, generator, model_kwargs=None):
     check_finite(x0, "x0")
     if t is None:
         t = sample_timesteps(schedule, x0.shape[0], device=x0.device, generator=generator)
@@ -72,7 +72,7 @@ def _eps_error(schedule, model, x0, t, eps, generator):
     if eps is None:
         eps = randn_like(x0, generator)
     xt = q_sample(schedule, x0, t, eps=eps)
-    sq = (eps - call_model(model, xt, t)) ** 2
+    sq = (eps - call_model(model, xt, t, model_kwargs)) ** 2
     return sq.reshape(sq.shape[0], -1).mean(dim=1), t
 
 
@@ -94,16 +94,17 @@ def loss_simple(
     reduction: str = "mean",
     *,
     noise: torch.Tensor | None = None,
+    model_kwargs: dict | None = None,
 ) -> torch.Tensor:
     r"""Algorithm 1's loss
     :math:`\|\epsilon - \epsilon_\theta(\sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\epsilon, t)\|^2`
     (eq. 14), averaged over dimensions; t ~ U{1..T} and eps ~ N(0, I) unless given.
 
     ``reduction="mean"`` gives a scalar; ``"none"`` gives one value per row (B,). ``noise=`` is the old
-    name of ``eps``.
+    name of ``eps``. ``model_kwargs`` go to the model, e.g. ``{"y": labels}`` for a class-conditional U-Net.
     """
     eps = renamed_argument(eps, noise, "eps", "noise")
-    per_example, _ = _eps_error(schedule, model, x0, t, eps, generator)
+    per_example, _ = _eps_error(schedule, model, x0, t, eps, generator, model_kwargs)
     return _reduce(per_example, reduction)
 
 

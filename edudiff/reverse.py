@@ -45,9 +45,11 @@ def check_var_type(var_type: str) -> str:
         ) from None
 
 
-def call_model(model, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """``model(xt, t)``, checked: the output must be a tensor of x_t's shape (B, ...); cast to x_t's dtype."""
-    eps = model(xt, t)
+def call_model(model, xt: torch.Tensor, t: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
+    """``model(xt, t, **model_kwargs)``, checked: the output must be a tensor of x_t's shape (B, ...); cast to
+    x_t's dtype. ``model_kwargs`` carries extra inputs, e.g. ``{"y": labels}`` for a class-conditional U-Net
+    (improved-diffusion's name)."""
+    eps = model(xt, t, **(model_kwargs or {}))
     if not isinstance(eps, torch.Tensor) or eps.shape != xt.shape:
         got = tuple(eps.shape) if isinstance(eps, torch.Tensor) else type(eps).__name__
         raise ValueError(f"model(x_t, t) must return eps_hat with the shape of x_t {tuple(xt.shape)}; got {got}")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from . import unet
 from ._validate import check_positive_int
-from .data import DATASET_SHAPES, dataset_key
+from .data import DATASET_SHAPES, DATASETS, dataset_key
 from .recipes import choose_mode, recipe
 from .schedules import Schedule
 
@@ -41,6 +41,12 @@ class TrainConfig:
 
     Model: ``preset`` (a key of :data:`edudiff.unet.PRESETS`), ``unet`` (a dict of
     :class:`~edudiff.unet.UNetConfig` fields overriding the preset, e.g. ``{"dropout": 0.0}``).
+
+    Conditioning: ``num_classes`` (None = an unconditional model, as in the paper; an int K = a class-conditional
+    U-Net that takes the dataset's labels, :attr:`edudiff.unet.UNetConfig.num_classes`; K must be the dataset's
+    number of classes, :meth:`class_conditional` fills it in) and ``label_dropout`` (the probability p_uncond
+    with which a training label is replaced by the null label, Ho & Salimans 2022, Algorithm 1; 0.1 by default,
+    so that the same network also learns eps(x_t, null) for classifier-free guidance).
 
     Diffusion: ``T`` and ``noise_schedule``: "linear", the paper's (sec. 4), beta_t rising linearly from
     ``beta_1`` to ``beta_T``; or "cosine" (Nichol & Dhariwal 2021, eq. 17, :func:`edudiff.schedules.cosine_betas`,
@@ -101,6 +107,8 @@ class TrainConfig:
     channels_last: bool | None = None
     bf16: bool | None = None
     minutes: float | None = None
+    num_classes: int | None = None
+    label_dropout: float = 0.1
 
     @classmethod
     def recommended(cls, dataset: str = "mnist", fast: bool | None = None, device=None, **overrides) -> TrainConfig:
@@ -115,6 +123,12 @@ class TrainConfig:
         if device is not None:
             fields.setdefault("device", str(device))
         return cls(**fields)
+
+    def class_conditional(self) -> TrainConfig:
+        """Make this run class-conditional on its dataset's labels (``num_classes`` = its class count); returns
+        self."""
+        self.num_classes = len(DATASETS[dataset_key(self.dataset, "dataset")].classes)
+        return self
 
     def validate(self) -> TrainConfig:
         """Raise a ValueError naming the field if a value is out of range; returns self."""
@@ -157,6 +171,18 @@ class TrainConfig:
             raise ValueError(f"min_snr_gamma must be a positive number (e.g. 5) or None, got {self.min_snr_gamma!r}")
         if not float(self.weight_decay) >= 0.0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if not (isinstance(self.label_dropout, (int, float)) and 0.0 <= self.label_dropout < 1.0):
+            raise ValueError(
+                f"label_dropout must lie in [0, 1) (Ho & Salimans use 0.1 or 0.2), got {self.label_dropout!r}"
+            )
+        if self.num_classes is not None:
+            check_positive_int(self.num_classes, "num_classes", fix="(the dataset's class count; None = unconditional)")
+            classes = len(DATASETS[dataset_key(self.dataset, "dataset")].classes)
+            if self.num_classes != classes:
+                raise ValueError(
+                    f"num_classes={self.num_classes} but dataset {self.dataset!r} has {classes} classes; "
+                    f"use num_classes={classes} (TrainConfig.class_conditional(), --class-conditional) or None"
+                )
         if self.minutes is not None and not (isinstance(self.minutes, (int, float)) and self.minutes > 0):
             raise ValueError(
                 f"minutes must be a positive number (a training-time budget) or None, got {self.minutes!r}"
@@ -209,8 +235,11 @@ def unet_config_for(config: TrainConfig) -> unet.UNetConfig:
     checked against the dataset's image shape."""
     if config.preset not in unet.PRESETS:
         raise ValueError(f"preset must be one of {', '.join(unet.PRESETS)}; got {config.preset!r}")
+    overrides = dict(config.unet or {})
+    if config.num_classes is not None:
+        overrides["num_classes"] = config.num_classes
     try:
-        unet_config = unet.PRESETS[config.preset](**(config.unet or {}))
+        unet_config = unet.PRESETS[config.preset](**overrides)
     except TypeError as err:
         raise ValueError(f"unet overrides {config.unet!r} do not fit UNetConfig: {err}") from None
     key = dataset_key(config.dataset, "dataset")

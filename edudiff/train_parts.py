@@ -68,6 +68,17 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
         e.copy_(b)
 
 
+def drop_labels(
+    y: torch.Tensor, p: float, null_label: int, generator: torch.Generator, batch: int, rank: int = 0, world: int = 1
+) -> torch.Tensor:
+    """Label dropout (Ho & Salimans 2022, Algorithm 1, line 3: "c <- null with probability p_uncond"): each of
+    this rank's labels ``y`` replaced by ``null_label`` with probability ``p``. The coins are drawn for the whole
+    global batch of ``batch`` rows from ``generator`` (shared by all ranks), of which this rank keeps
+    ``[rank::world]``, so the dropped rows do not depend on the number of processes."""
+    drop = (torch.rand(batch, generator=generator, device=generator.device) < p)[rank::world].to(y.device)
+    return torch.where(drop, torch.full_like(y, null_label), y)
+
+
 def ema_decay_at(step: int, decay: float) -> float:
     """EMA decay with a warm-up, ``min(decay, (1 + step) / (10 + step))`` (as TensorFlow's
     ExponentialMovingAverage with ``num_updates``): early averages are not dominated by the random
@@ -196,9 +207,11 @@ class TrainProgress:
             self.bar.close()
 
 
-def load_training_images(config, dist, device: torch.device, dataset=None) -> torch.Tensor:
-    """The training images (N, C, H, W) in [-1, 1] of a run: ``dataset`` (an ImageDataset or a tensor) or
-    ``config.dataset`` loaded (under DDP rank 0 downloads first), checked and cut to ``config.limit``."""
+def load_training_images(config, dist, device: torch.device, dataset=None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(images, labels)`` of a run: the training images (N, C, H, W) in [-1, 1] and, for a class-conditional
+    run (``config.num_classes``), their labels (N,) int64 (else None). They come from ``dataset`` (an
+    ImageDataset, or a tensor of images for an unconditional run) or ``config.dataset`` loaded (under DDP rank 0
+    downloads first), checked and cut to ``config.limit``."""
     if dataset is None:
         if dist.enabled and config.download:  # rank 0 downloads, the others wait and then read
             from torch import distributed as torch_dist
@@ -217,8 +230,10 @@ def load_training_images(config, dist, device: torch.device, dataset=None) -> to
             f"dataset images have shape {tuple(images.shape[1:])}, but {config.dataset!r} "
             f"images are {DATASET_SHAPES[config.dataset]}"
         )
+    labels = _training_labels(config, dataset, images.shape[0])
     if config.limit is not None:
         images = images[: config.limit]
+        labels = labels[: config.limit] if labels is not None else None
     global_batch = config.batch_size * dist.world
     if images.shape[0] < global_batch:
         raise ValueError(
@@ -226,7 +241,28 @@ def load_training_images(config, dist, device: torch.device, dataset=None) -> to
             f"of {global_batch} (batch_size={config.batch_size} x {dist.world} processes); raise "
             f"limit or lower batch_size"
         )
-    return images.to(device) if device.type != "cpu" else images
+    if device.type != "cpu":
+        images, labels = images.to(device), (labels.to(device) if labels is not None else None)
+    return images, labels
+
+
+def _training_labels(config, dataset, n: int) -> torch.Tensor | None:
+    """The labels of a class-conditional run, checked against ``config.num_classes``; None if unconditional."""
+    if config.num_classes is None:
+        return None
+    labels = getattr(dataset, "labels", None)
+    if not isinstance(labels, torch.Tensor) or labels.shape != (n,):
+        raise ValueError(
+            "a class-conditional run (num_classes is set) needs labels: pass an ImageDataset (images and labels), "
+            "not a bare image tensor, or set num_classes=None"
+        )
+    labels = labels.long()
+    if n and (int(labels.min()) < 0 or int(labels.max()) >= config.num_classes):
+        raise ValueError(
+            f"dataset labels span {int(labels.min())}..{int(labels.max())}, outside 0..{config.num_classes - 1} "
+            f"(num_classes={config.num_classes})"
+        )
+    return labels
 
 
 def autocast_context(device: torch.device, bf16: bool | None):

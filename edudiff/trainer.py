@@ -47,6 +47,7 @@ from .train_parts import (
     autocast_context,
     derive_seed,
     ema_decay_at,
+    drop_labels,
     ema_update,
     epoch_permutation,
     load_training_images,
@@ -72,7 +73,7 @@ class Trainer:
         self.config, self.dist, self.callback, self.show_progress = config, dist, callback, progress
         self.device = pick_device(config.device, dist)
         self.out = Path(config.out) if config.out is not None else None
-        self.images = load_training_images(config, dist, self.device, dataset)
+        self.images, self.labels = load_training_images(config, dist, self.device, dataset)
         self.num_images, self.image_shape = self.images.shape[0], tuple(self.images.shape[1:])
         self.global_batch = config.batch_size * dist.world
         self.batches_per_epoch = self.num_images // self.global_batch
@@ -159,9 +160,12 @@ class Trainer:
         return torch.compile(model) if self.config.compile else model
 
     # -------------------------------------------------------------------------------- one step
-    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(x0, t, eps)`` of the current step for this rank: the seeded data order, then t, eps (and flips)
-        for the whole global batch from the shared generator, of which this rank keeps its rows."""
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``(x0, t, eps, y)`` of the current step for this rank: the seeded data order, then t, eps (and flips)
+        for the whole global batch from the shared generator, of which this rank keeps its rows. ``y`` is None
+        for an unconditional run; for a class-conditional one, the batch's labels with each replaced by the null
+        label (``num_classes``) with probability ``label_dropout`` (drawn from the same generator, after the
+        rest, so an unconditional run draws exactly what it drew before labels existed)."""
         config, rank, world, device, batch = (
             self.config,
             self.dist.rank,
@@ -173,21 +177,29 @@ class Trainer:
         if epoch != self._epoch_cached:
             self._order, self._epoch_cached = epoch_permutation(self.num_images, config.seed, epoch), epoch
         idx = self._order[i * batch : (i + 1) * batch][rank::world]
-        x0 = self.images[idx.to(self.images.device)] if self.images.device.type != "cpu" else self.images[idx]
+        on_cpu = self.images.device.type == "cpu"
+        x0 = self.images[idx] if on_cpu else self.images[idx.to(self.images.device)]
         t = torch.randint(1, config.T + 1, (batch,), generator=self.noise_gen, device=device)[rank::world]
         eps = torch.randn((batch, *self.image_shape), generator=self.noise_gen, device=device)[rank::world]
         if config.use_hflip:
             flip = (torch.rand(batch, generator=self.noise_gen, device=device) < 0.5)[rank::world]
             x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
-        return x0.contiguous(memory_format=self.memory_format), t, eps.contiguous(memory_format=self.memory_format)
+        y = None
+        if self.labels is not None:
+            y = (self.labels[idx] if on_cpu else self.labels[idx.to(self.labels.device)]).to(device)
+            y = drop_labels(y, config.label_dropout, config.num_classes, self.noise_gen, batch, rank, world)
+        x0 = x0.contiguous(memory_format=self.memory_format)
+        return x0, t, eps.contiguous(memory_format=self.memory_format), y
 
-    def forward_backward(self, train_model: nn.Module, x0, t, eps) -> torch.Tensor:
+    def forward_backward(self, train_model: nn.Module, x0, t, eps, y=None) -> torch.Tensor:
         """L_simple on the batch and the gradient of the training loss: L_simple itself, or with
         ``min_snr_gamma`` each example's eps error weighted by min(SNR_t, gamma)/SNR_t. Returns L_simple (what
-        is logged, whatever the weighting). On a GPU the per-call value checks are skipped (each one is a
+        is logged, whatever the weighting). ``y``: the labels of a class-conditional run (None otherwise).
+        On a GPU the per-call value checks are skipped (each one is a
         device sync): this batch is valid by construction (images from uint8, t from randint(1, T+1))."""
+        kwargs = {"y": y} if y is not None else None
         with autocast_context(self.device, self.config.bf16), value_checks(self.device.type == "cpu"):
-            per_example = loss_simple(self.schedule, train_model, x0, t=t, eps=eps, reduction="none")
+            per_example = loss_simple(self.schedule, train_model, x0, t=t, eps=eps, reduction="none", model_kwargs=kwargs)
         loss = per_example.mean()
         if self.loss_weights is None:
             loss.backward()
@@ -199,11 +211,11 @@ class Trainer:
     def run_step(self, train_model: nn.Module) -> tuple[torch.Tensor, float]:
         """One optimizer step (Algorithm 1, lines 2-5) and the EMA update; returns (loss, lr)."""
         t0 = time.perf_counter()
-        x0, t, eps = self.next_batch()
+        x0, t, eps, y = self.next_batch()
         lr = self.config.lr_at(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        loss = self.forward_backward(train_model, x0, t, eps)
+        loss = self.forward_backward(train_model, x0, t, eps, y)
         if self.config.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.optimizer.step()

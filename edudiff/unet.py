@@ -91,6 +91,11 @@ class UNetConfig:
     * ``num_heads``: attention heads (DDPM: 1). ``zero_init``: zero the last conv of every residual
       block, the attention output projection and ``conv_out``, as DDPM does.
     * ``time_embed_mult``: the time-embedding MLP maps ``ch -> mult*ch -> mult*ch`` (DDPM: 4).
+    * ``num_classes``: None = an unconditional model (DDPM). An int K makes the model class-conditional,
+      :math:`\epsilon_\theta(x_t, t, y)`: an ``nn.Embedding(K + 1, mult*ch)`` of the label is added to the
+      time embedding (improved-diffusion's ``num_classes``, diffusers' ``num_class_embeds``). Labels are
+      0..K-1; index K is the learned "null" label (no class), which classifier-free guidance needs
+      (Ho & Salimans 2022): training drops labels to it at random, sampling mixes eps(x, y) with eps(x, null).
     """
 
     in_channels: int = 3
@@ -105,6 +110,7 @@ class UNetConfig:
     num_heads: int = 1
     zero_init: bool = True
     time_embed_mult: int = 4
+    num_classes: int | None = None
 
     def __post_init__(self):
         for name in (
@@ -117,6 +123,8 @@ class UNetConfig:
             "time_embed_mult",
         ):
             check_positive_int(getattr(self, name), name)
+        if self.num_classes is not None:
+            check_positive_int(self.num_classes, "num_classes", fix="(e.g. 10 for MNIST; None = unconditional)")
         if len(self.channel_mults) < 1 or any(int(m) < 1 for m in self.channel_mults):
             raise ValueError(f"channel_mults must be a non-empty tuple of positive ints, got {self.channel_mults!r}")
         object.__setattr__(self, "channel_mults", tuple(int(m) for m in self.channel_mults))
@@ -333,8 +341,11 @@ class Level(nn.Module):
 class UNet(nn.Module):
     r"""The DDPM noise-prediction network: ``eps_hat = UNet(config)(x_t, t)``.
 
-    ``forward(x, t)``: ``x`` (B, in_channels, H, W) float, H and W divisible by ``config.divisor``;
-    ``t`` (B,) integer timesteps (1..T) -> ``eps_hat`` (B, out_channels, H, W).
+    ``forward(x, t, y=None)``: ``x`` (B, in_channels, H, W) float, H and W divisible by ``config.divisor``;
+    ``t`` (B,) integer timesteps (1..T) -> ``eps_hat`` (B, out_channels, H, W). A class-conditional model
+    (``config.num_classes = K``) also takes ``y``, a LongTensor (B,) of labels in 0..K, where K
+    (:attr:`null_label`) means "no class"; ``y=None`` is the null label for every row. An unconditional
+    model refuses labels.
 
     Works with ``model.to(memory_format=torch.channels_last)`` and under
     ``torch.autocast(device_type, dtype=torch.bfloat16)``.
@@ -360,6 +371,9 @@ class UNet(nn.Module):
 
         # Timestep -> sinusoid (ch) -> MLP -> emb (4ch), shared by every residual block.
         self.time_embed = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        # Class label (K classes + the null label K) -> a vector added to the time embedding.
+        if cfg.num_classes is not None:
+            self.label_embed = nn.Embedding(cfg.num_classes + 1, emb_dim)
         self.conv_in = nn.Conv2d(cfg.in_channels, ch, 3, padding=1)
 
         # Down path. skip_channels records the width of every tensor pushed onto the skip stack.
@@ -433,9 +447,40 @@ class UNet(nn.Module):
                 f"t must have shape (B,) = ({x.shape[0]},), one timestep per row of x; got shape {tuple(t.shape)}"
             )
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    @property
+    def null_label(self) -> int | None:
+        """The label that means "no class" (= ``num_classes``); None for an unconditional model."""
+        return self.config.num_classes
+
+    def check_labels(self, y, batch: int) -> None:
+        """Raise a ValueError/TypeError naming ``y`` unless it is a valid label batch for this model."""
+        k = self.config.num_classes
+        if k is None:
+            raise ValueError(
+                "y (class labels) was given to an unconditional model (config.num_classes is None); "
+                "drop the labels, or train a class-conditional model (UNetConfig(num_classes=...), "
+                "--class-conditional)"
+            )
+        if not isinstance(y, torch.Tensor):
+            raise TypeError(f"y must be a LongTensor of shape (B,) of class labels, got {type(y).__name__}")
+        if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
+            raise TypeError(f"y must hold integer class labels (torch.long), got dtype {y.dtype}; use y.long()")
+        if y.ndim != 1 or y.shape[0] != batch:
+            raise ValueError(f"y must have shape (B,) = ({batch},), one label per row of x; got {tuple(y.shape)}")
+        if y.numel() and (int(y.min()) < 0 or int(y.max()) > k):
+            raise ValueError(
+                f"y holds labels in {int(y.min())}..{int(y.max())}, outside 0..{k}: use 0..{k - 1} for the "
+                f"classes and {k} (model.null_label) for 'no class'"
+            )
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         self.check_inputs(x, t)
         emb = self.time_embed(timestep_embedding(t, self.config.base_channels))  # (B, 4ch)
+        if y is not None or self.config.num_classes is not None:
+            if y is None:
+                y = torch.full((x.shape[0],), self.config.num_classes, dtype=torch.long, device=x.device)
+            self.check_labels(y, x.shape[0])
+            emb = emb + self.label_embed(y.to(x.device)).to(emb.dtype)
 
         h = self.conv_in(x)
         skips = [h]
