@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from edudiff.evaluate import load_or_train_classifier, mnist_sample_quality
-from edudiff.train import TrainConfig, build_model, sample_images, train
+from edudiff.images.evaluate import load_or_train_classifier, mnist_sample_quality
+from edudiff.training import TrainConfig, build_model, sample_images, train
 
 
 def main(argv=None) -> int:

@@ -18,8 +18,8 @@ import time
 import torch
 
 from edudiff import ddim_sample, sample
-from edudiff.checkpoint import load_model
-from edudiff.evaluate import load_or_train_classifier, mnist_sample_quality
+from edudiff.images.evaluate import load_or_train_classifier, mnist_sample_quality
+from edudiff.nn.checkpoint import load_model
 
 SAMPLERS = ("ddim25", "ddim50", "ddim100", "ancestral_beta", "ancestral_beta_tilde")
 

@@ -19,9 +19,9 @@ import torch
 
 from edudiff import pretrained
 from edudiff.data import load_mnist
-from edudiff.evaluate import load_or_train_classifier, mnist_sample_quality
-from edudiff.generate import sample_images
-from edudiff.unet import UNet
+from edudiff.images.evaluate import load_or_train_classifier, mnist_sample_quality
+from edudiff.images.generate import sample_images
+from edudiff.nn import UNet
 
 
 def image_sets(n: int, seed: int) -> dict[str, torch.Tensor]:

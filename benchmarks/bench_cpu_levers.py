@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from edudiff.unet import UNet, count_parameters, mnist_small
+from edudiff.nn import UNet, count_parameters, mnist_small
 
 VARIANTS = {  # name: (UNetConfig overrides of mnist_small, mode)
     "mnist_small (dropout 0.1)": ({}, "fp32"),

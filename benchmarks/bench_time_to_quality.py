@@ -1,10 +1,10 @@
 """Time to quality: how many minutes of CPU training until MNIST samples look like digits?
 
 Trains MNIST with the course's CPU recipe (``TrainConfig.recommended("mnist", device="cpu")``, the
-default whenever no GPU is present; each setting can be overridden) with :func:`edudiff.train.train`
+default whenever no GPU is present; each setting can be overridden) with :func:`edudiff.training.train`
 and, every ``--every-minutes`` minutes of *training* time (sampling and scoring are not counted), draws
 ``--n-samples`` images with DDIM from the EMA weights and measures
-the fraction that the project's MNIST classifier (:mod:`edudiff.evaluate`) labels with softmax
+the fraction that the project's MNIST classifier (:mod:`edudiff.images.evaluate`) labels with softmax
 probability > 0.9, plus the Fréchet distance in its feature space. Prints the curve (minutes vs
 fraction), the real-data floor and noise ceiling, and the minutes until the fraction first reached
 ``--target`` (default 0.9).
@@ -31,10 +31,10 @@ import time
 
 import torch
 
-from edudiff.evaluate import format_quality, load_or_train_classifier, mnist_sample_quality
-from edudiff.train import PRESETS, TrainConfig, sample_images, train
-from edudiff.train_config import NOISE_SCHEDULES
-from edudiff.unet import count_parameters
+from edudiff.images.evaluate import format_quality, load_or_train_classifier, mnist_sample_quality
+from edudiff.nn import count_parameters
+from edudiff.training import PRESETS, TrainConfig, sample_images, train
+from edudiff.training.config import NOISE_SCHEDULES
 
 
 def main(argv=None) -> int:

@@ -33,7 +33,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from edudiff.unet import UNet, count_parameters, mnist_small
+from edudiff.nn import UNet, count_parameters, mnist_small
 
 
 def diffusers_unet(c: int, layers_per_block: int, attn_levels: tuple[int, ...], image_size: int):

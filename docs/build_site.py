@@ -3,7 +3,7 @@ page, the API reference and the instructor guide, rendered by Sphinx + myst-nb i
 
 Steps (everything lands under build/; nothing in the repository is modified):
 
-1. `python -m edudiff.homework student notebooks build/site-src/student` writes the student versions
+1. `python -m edudiff homework student notebooks build/site-src/student` writes the student versions
    (solutions replaced by stubs, hidden tests removed): the site never sees a solution.
 2. Each student notebook is executed with nbclient, in a copy of notebooks/ as working folder:
    01-05 in full mode, 06 with the course's pretrained weights (EDUDIFF_PRETRAINED=1), 07 with EDUDIFF_FAST=1.
@@ -46,7 +46,7 @@ NOTEBOOKS = REPO / "notebooks"
 SITE_ENV = {"06_unet_mnist": {"EDUDIFF_PRETRAINED": "1"}, "07_cifar10": {"EDUDIFF_FAST": "1"}}
 ALLOWED_ERRORS = {"NotImplementedError", "AssertionError", "NameError"}  # in exercise and check cells only
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
-REEXPORTING_MODULES = ("edudiff", "edudiff.train")
+REEXPORTING_MODULES = ("edudiff", "edudiff.data", "edudiff.nn", "edudiff.images", "edudiff.training", "edudiff.course")
 CELL_TIMEOUT = 1800  # seconds per cell
 
 FAST_NOTE = """```{note}
@@ -220,7 +220,7 @@ def write_api_pages(src: Path) -> None:
     ]
     for name in names:
         lines.append(name)
-        # edudiff and edudiff.train gather names documented in their own modules: their docstrings only
+        # edudiff and its layer packages gather names documented in their own modules: their docstrings only
         opts = "" if name in REEXPORTING_MODULES else "   :members:\n   :show-inheritance:\n"
         (api / f"{name}.md").write_text(
             f"# `{name}`\n\n```{{eval-rst}}\n.. automodule:: {name}\n{opts}```\n", encoding="utf-8"
@@ -260,7 +260,7 @@ def main(argv=None) -> int:
     if student.exists():
         shutil.rmtree(student)
     # 1. Student versions, through the homework CLI.
-    subprocess.run([sys.executable, "-m", "edudiff.homework", "student", str(NOTEBOOKS), str(student)], check=True)
+    subprocess.run([sys.executable, "-m", "edudiff", "homework", "student", str(NOTEBOOKS), str(student)], check=True)
     # 2. Execute them in a copy of notebooks/ (the notebooks' working folder; files they write stay in build/).
     run_dir = work / "run"
     if run_dir.exists():

@@ -1,7 +1,6 @@
 """The command line: ``python -m edudiff {train,sample,evaluate,homework} ...``.
 
-``python -m edudiff.train ...`` (also ``python -m edudiff.train sample ...``), ``python -m edudiff.evaluate``
-and ``python -m edudiff.homework`` are aliases of the same commands.
+One entry point for every command (``python -m edudiff.pretrained`` is the shipped weights' own tool).
 
 Taught in: README.md ("Training image models").
 """
@@ -13,9 +12,9 @@ import os
 import sys
 
 from .data import DATASET_NAMES
-from .train_config import TrainConfig
-from .train_parts import TrainingInterrupted
-from .unet import PRESETS
+from .nn.unet_config import PRESETS
+from .training.config import TrainConfig
+from .training.parts import TrainingInterrupted
 
 __all__ = ["main", "main_train", "train_parser"]
 
@@ -133,7 +132,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def main_train(argv: list[str], prog: str = "python -m edudiff train") -> int:
     """``train`` command; returns the exit code (0 done, 2 bad input, 130 stopped by Ctrl-C)."""
-    from .trainer import train
+    from .training.loop import train
 
     args = train_parser(prog).parse_args(argv)
     config = config_from_args(args).validate()
@@ -160,7 +159,7 @@ def _run(command: str, argv: list[str], prog: str) -> int:
     try:
         if command == "train":
             return main_train(argv, prog)
-        from .generate import main_sample
+        from .images.generate import main_sample
 
         return main_sample(argv, prog)
     except TrainingInterrupted as err:
@@ -179,20 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     if command in ("train", "sample"):
         return _run(command, rest, f"python -m edudiff {command}")
     if command == "evaluate":
-        from .evaluate import main as evaluate_main
+        from .images.evaluate import main as evaluate_main
 
         return evaluate_main(rest)
     if command == "homework":
-        from .homework import main as homework_main
+        from .course.homework import main as homework_main
 
         return homework_main(rest)
     print(_USAGE, file=sys.stdout if command in ("-h", "--help") else sys.stderr)
     return 0 if command in ("-h", "--help") else 2
-
-
-def train_module_main(argv: list[str] | None = None) -> int:
-    """``python -m edudiff.train [train|sample] ...`` (the older spelling): train, or ``sample`` first."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["sample"]:
-        return _run("sample", argv[1:], "python -m edudiff.train sample")
-    return _run("train", argv[1:] if argv[:1] == ["train"] else argv, "python -m edudiff.train")

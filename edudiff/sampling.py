@@ -5,8 +5,11 @@ r"""Samplers: Algorithm 2 (ancestral sampling), DDIM, and a diffusers-style sche
 * :func:`ddim_sample` is DDIM (Song et al. 2021) over ``ddim_steps`` timesteps; with ``eta=1`` and all T
   steps it is exactly Algorithm 2 with ``beta_tilde``.
 * :class:`DDPMScheduler` wraps the same functions with diffusers' names.
+* Every sampler takes ``labels=`` and ``guidance_scale=`` for a class-conditional model: classifier-free guidance
+  (:mod:`edudiff.guidance`), ``eps~ = eps(x, null) + s (eps(x, y) - eps(x, null))``.
 
-A model is any callable ``model(x_t, t) -> eps_hat`` with x_t (B, ...) and t a LongTensor (B,) in 1..T.
+A model is any callable ``model(x_t, t) -> eps_hat`` with x_t (B, ...) and t a LongTensor (B,) in 1..T; a
+class-conditional one is ``model(x_t, t, y=None)`` (``y=None``: the null label).
 
 Taught in: notebooks/05_l_simple.ipynb (Algorithm 2) and notebooks/06_unet_mnist.ipynb (DDIM).
 """
@@ -20,6 +23,7 @@ import torch
 
 from ._validate import check_finite, check_positive_int
 from .forward import q_sample, randn_like
+from .guidance import guided_model
 from .posterior import predict_eps_from_x0, predict_x0_from_eps
 from .reverse import VAR_TYPES, call_model, check_var_type, eval_mode, p_mean_variance
 from .schedules import Schedule
@@ -84,6 +88,8 @@ def sample(
     return_trajectory: bool = False,
     trajectory_stride: int = 1,
     progress: bool = False,
+    labels=None,
+    guidance_scale: float = 1.0,
 ):
     r"""Algorithm 2 (ancestral sampling): x_T ~ N(0, I); for t = T..1, x_{t-1} = mu_theta + sigma_t z.
 
@@ -93,6 +99,9 @@ def sample(
         clip_x0: clip the predicted x_0 to [-1, 1] at each step (image data).
         generator: a ``torch.Generator`` for reproducible noise.
         return_trajectory: also return ``{t: x_t}`` for t = T, T-stride, ..., 0 (always T and 0).
+        labels: class labels (B,) (or an int) for a class-conditional model; None = unconditional.
+        guidance_scale: classifier-free guidance scale s (:mod:`edudiff.guidance`; Ho & Salimans' w = s - 1):
+            1 = plain conditional sampling (one network call per step), > 1 = guided (one call on twice the batch).
     Returns x_0 of shape ``shape`` (and the trajectory dict). An ``nn.Module`` is put in eval mode
     for the duration and restored after.
 
@@ -101,10 +110,11 @@ def sample(
     device = x_T.device if device is None and x_T is not None else model_device(model, device)
     x = _initial_noise(shape, x_T, generator, device, dtype)
     traj = {schedule.T: x.cpu()} if return_trajectory else None
+    eps_model = guided_model(model, labels, guidance_scale)
     with eval_mode(model):
         for t in progress_bar(range(schedule.T, 0, -1), progress, desc="sampling", leave=False):
             tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
-            x = p_sample(schedule, model, x, tt, var_type=var_type, clip_x0=clip_x0, generator=generator)
+            x = p_sample(schedule, eps_model, x, tt, var_type=var_type, clip_x0=clip_x0, generator=generator)
             if return_trajectory and ((t - 1) % trajectory_stride == 0):
                 traj[t - 1] = x.cpu()
     return (x, traj) if return_trajectory else x
@@ -133,6 +143,8 @@ def ddim_sample(
     x_T: torch.Tensor | None = None,
     return_trajectory: bool = False,
     progress: bool = False,
+    labels=None,
+    guidance_scale: float = 1.0,
 ):
     r"""DDIM sampling (Song, Meng & Ermon 2021, eq. 12) over a sub-sequence of ``ddim_steps`` timesteps:
 
@@ -142,7 +154,8 @@ def ddim_sample(
     \sqrt{1-\frac{\bar\alpha_\tau}{\bar\alpha_{\tau'}}}`,
 
     where tau' is the next lower step (0 after the last, alpha_bar_0 = 1). ``eta=0`` is deterministic;
-    ``eta=1`` with ``ddim_steps=T`` is Algorithm 2 with sigma_t^2 = beta-tilde_t.
+    ``eta=1`` with ``ddim_steps=T`` is Algorithm 2 with sigma_t^2 = beta-tilde_t. ``labels`` and
+    ``guidance_scale`` as in :func:`sample` (classifier-free guidance on eps, before x_0 is predicted).
     Returns x_0 (and ``{t: x_t}`` for the visited steps and 0 if ``return_trajectory``).
 
     Taught in: notebooks/06_unet_mnist.ipynb.
@@ -154,11 +167,12 @@ def ddim_sample(
     x = _initial_noise(shape, x_T, generator, device, dtype)
     traj = {taus[0]: x.cpu()} if return_trajectory else None
     ab = schedule.alpha_bars
+    eps_model = guided_model(model, labels, guidance_scale)
     with eval_mode(model):
         for i in progress_bar(range(len(taus)), progress, desc="DDIM", leave=False):
             t, prev = taus[i], (taus[i + 1] if i + 1 < len(taus) else 0)
             tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
-            eps = call_model(model, x, tt)
+            eps = call_model(eps_model, x, tt)
             x0 = predict_x0_from_eps(schedule, x, tt, eps)
             if clip_x0:
                 x0 = x0.clamp(-1.0, 1.0)
@@ -209,6 +223,15 @@ class DDPMScheduler:
     def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps) -> torch.Tensor:
         """q_sample: sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) noise (``noise`` is eps, named as in diffusers)."""
         return q_sample(self.schedule, original_samples, timesteps, eps=noise)
+
+    def model_output(
+        self, model, sample: torch.Tensor, timestep, labels=None, guidance_scale: float = 1.0
+    ) -> torch.Tensor:
+        """The eps prediction to pass to :meth:`step`: ``model(sample, t)``, or with ``labels`` the classifier-free
+        guided ``eps(x, null) + guidance_scale * (eps(x, y) - eps(x, null))`` (diffusers does this in its
+        pipelines; :mod:`edudiff.guidance`)."""
+        t = self.schedule.check_t(timestep, batch=sample.shape[0], device=sample.device)
+        return call_model(guided_model(model, labels, guidance_scale), sample, t)
 
     def step(
         self, model_output: torch.Tensor, timestep, sample: torch.Tensor, generator: torch.Generator | None = None

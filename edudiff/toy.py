@@ -16,7 +16,14 @@ A mixture stays a mixture under the forward process, so everything is known in c
 Components are isotropic: means (K,) for 1-D data of shape (B,), or (K, d) for data of shape (B, d).
 Everything is computed in float64.
 
-Taught in: notebooks/01_gaussian_mixture_diffusion.ipynb, 04_elbo_terms.ipynb, 05_l_simple.ipynb.
+**The components as classes** (conditioning, notebook 08): with y = the component a point was drawn from,
+:math:`p(x_t|y=k)` is component k of the marginal, the class posterior is the responsibility
+:math:`p(y=k|x_t) = r_k(x_t)`, and :math:`\nabla\log p(y=k|x_t) = \nabla\log p(x_t|y=k) - \nabla\log p(x_t)`
+(Bayes' rule; :meth:`GaussianMixture.class_score`). :meth:`GaussianMixture.conditional_eps_model` is the exact
+class-conditional eps-model ``model(x_t, t, y=None)``, with label K (or None) meaning "no class".
+
+Taught in: notebooks/01_gaussian_mixture_diffusion.ipynb, 04_elbo_terms.ipynb, 05_l_simple.ipynb,
+08_conditional_guidance.ipynb (the components as classes).
 """
 
 from __future__ import annotations
@@ -155,6 +162,47 @@ class GaussianMixture:
             x0 = self.posterior_mean_x0(schedule, xt[rows], step)
             out[rows] = (xt[rows] - math.sqrt(ab) * x0) / math.sqrt(1 - ab)
         return out
+
+    # ------------------------------------------------------------ the components as classes
+    def component(self, k: int) -> GaussianMixture:
+        """Component k alone, p(x_0 | y = k), as a one-component mixture."""
+        K = len(self.weights)
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < K:
+            raise ValueError(f"k must be a component index in 0..{K - 1}; got {k!r}")
+        means = self.means[k : k + 1]
+        return GaussianMixture([1.0], means.reshape(-1) if self.one_d else means, self.stds[k : k + 1])
+
+    def class_posterior(self, schedule: Schedule, xt, t: int) -> torch.Tensor:
+        """p(y = k | x_t) for every row and class k: the responsibilities of q(x_t)'s components, shape (B, K)."""
+        return torch.softmax(self.marginal(schedule, t).component_log_probs(xt), dim=1)
+
+    def class_score(self, schedule: Schedule, xt, t: int, y: int) -> torch.Tensor:
+        """grad_x log p(y | x_t) = grad log q(x_t | y) - grad log q(x_t), in closed form; shape like xt."""
+        return self.component(y).score(schedule, xt, t) - self.score(schedule, xt, t)
+
+    def conditional_eps_model(self, schedule: Schedule):
+        """The exact class-conditional eps-model ``model(x_t, t, y=None)``: eps* of component y's marginal for the
+        rows whose label y is a class 0..K-1, and of the whole mixture where y is None or K (the null label).
+        Its ``null_label`` is K (as :class:`edudiff.nn.UNet` names it), so guidance batches both calls."""
+        K = len(self.weights)
+        parts = [self.component(k).optimal_eps_model(schedule) for k in range(K)]
+        whole = self.optimal_eps_model(schedule)
+
+        def model(xt, t, y=None):
+            out = whole(xt, t)
+            if y is None:
+                return out
+            y = torch.as_tensor(y, device=xt.device).reshape(-1)
+            if y.shape[0] != xt.shape[0] or bool(((y < 0) | (y > K)).any()):
+                raise ValueError(f"y must hold one label in 0..{K} (K = no class) per row of x_t; got {y.tolist()}")
+            for k in range(K):
+                rows = y == k
+                if bool(rows.any()):
+                    out[rows] = parts[k](xt[rows], t[rows])
+            return out
+
+        model.null_label = K
+        return model
 
     def optimal_eps_model(self, schedule: Schedule):
         """A callable ``model(x_t, t) -> eps*`` (in x_t's dtype) for the samplers and the ELBO."""

@@ -1,4 +1,4 @@
-"""edudiff.archives: crafted malicious tar files are refused on both code paths -- with PEP 706's
+"""edudiff.data.archives: crafted malicious tar files are refused on both code paths -- with PEP 706's
 ``filter="data"`` where this Python has it, and without it (forced here by patching
 ``HAS_DATA_FILTER``, as on Debian 12's Python 3.11.2). Independent check: the file system after the
 attempt. ``test_data_filter_alone_catches_what_the_checks_would`` shows the filter line works by itself."""
@@ -10,7 +10,7 @@ import tarfile
 
 import pytest
 
-from edudiff import archives
+from edudiff.data import archives
 
 PATHS = [pytest.param(True, id="data-filter"), pytest.param(False, id="fallback-checks")]
 

@@ -1,4 +1,4 @@
-"""Tests for edudiff.checkpoint: atomic saving, weights-only loading, and clear errors."""
+"""Tests for edudiff.nn.checkpoint: atomic saving, weights-only loading, and clear errors."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from edudiff.checkpoint import CheckpointError, load_checkpoint, remove_stale_temp_files, save_checkpoint
+from edudiff.nn.checkpoint import CheckpointError, load_checkpoint, remove_stale_temp_files, save_checkpoint
 
 
 def _state(seed: int = 0) -> dict:
@@ -108,8 +108,34 @@ def test_truncated_checkpoint_error_names_file_and_fix(tmp_path):
 def test_garbage_file_raises_checkpoint_error(tmp_path, content):
     path = tmp_path / "last.pt"
     path.write_bytes(content)
-    with pytest.raises(CheckpointError, match="last.pt"):
+    with pytest.raises(CheckpointError, match="last.pt") as info:
         load_checkpoint(path)
+    # A file the project did not write is never to be deleted on our advice: say what was expected instead.
+    assert "delete" not in str(info.value) and "Expected a checkpoint written by edudiff" in str(info.value)
+
+
+def test_a_foreign_file_is_named_and_never_advised_deleted(tmp_path):
+    """`python -m edudiff evaluate --ckpt /etc/passwd` once answered "Fix: delete /etc/passwd". A text file, a
+    plain pickle, a torch file holding code and a torch tensor each get a message naming the file and what was
+    expected, without "delete"; only a damaged checkpoint of ours (the truncation test above) gets that advice."""
+    foreign = tmp_path / "passwd"
+    foreign.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    plain = tmp_path / "plain.pkl"
+    plain.write_bytes(pickle.dumps({"step": 1}))
+    evil = tmp_path / "evil.pt"
+    torch.save({"model": _Evil()}, evil)
+    tensor = tmp_path / "tensor.pt"
+    torch.save(torch.zeros(3), tensor)
+    for path, says in [
+        (foreign, "not a file written by torch.save"),
+        (plain, "not a file written by torch.save"),
+        (evil, "not a weights-only checkpoint"),
+        (tensor, "not a checkpoint that edudiff wrote"),
+    ]:
+        with pytest.raises(CheckpointError) as info:
+            load_checkpoint(path)
+        message = str(info.value)
+        assert str(path) in message and says in message and "delete" not in message, message
 
 
 class _Evil:
@@ -164,11 +190,11 @@ def test_remove_stale_temp_files(tmp_path):
 # The training-checkpoint format: the schedule travels with the model; version-1 files still load
 # ------------------------------------------------------------------------------------------------
 def _version1_checkpoint(T: int, beta_1: float, beta_T: float) -> dict:
-    """A checkpoint dict exactly as edudiff.train wrote it before the format stored the schedule (version 1):
+    """A checkpoint dict exactly as edudiff.training wrote it before the format stored the schedule (version 1):
     the keys and the config fields of that version, written out by hand (not with today's code)."""
     import dataclasses
 
-    from edudiff.unet import UNet, mnist_tiny
+    from edudiff.nn import UNet, mnist_tiny
 
     torch.manual_seed(0)
     unet_config = mnist_tiny()
@@ -208,9 +234,9 @@ def _version1_checkpoint(T: int, beta_1: float, beta_T: float) -> dict:
 
 def test_version1_checkpoint_samples_with_its_own_schedule(tmp_path):
     from edudiff import Schedule
-    from edudiff.checkpoint import load_model
-    from edudiff.generate import sample_images
-    from edudiff.train import TrainConfig
+    from edudiff.images.generate import sample_images
+    from edudiff.nn.checkpoint import load_model
+    from edudiff.training import TrainConfig
 
     path = save_checkpoint(tmp_path / "old.pt", _version1_checkpoint(T=40, beta_1=2e-4, beta_T=0.05))
     with pytest.warns(UserWarning, match=r"predates stored schedules.*T=40, beta_1=0.0002, beta_T=0.05"):
@@ -227,7 +253,7 @@ def test_version1_checkpoint_samples_with_its_own_schedule(tmp_path):
 
 
 def test_version1_checkpoint_without_schedule_numbers_fails_clearly(tmp_path):
-    from edudiff.checkpoint import load_model
+    from edudiff.nn.checkpoint import load_model
 
     state = _version1_checkpoint(T=40, beta_1=2e-4, beta_T=0.05)
     del state["config"]["beta_T"]
@@ -238,7 +264,7 @@ def test_version1_checkpoint_without_schedule_numbers_fails_clearly(tmp_path):
 
 def test_checkpoint_stores_the_schedule_it_was_trained_with(tmp_path):
     """A new checkpoint holds betas (float64); load_model uses them even when the config's numbers disagree."""
-    from edudiff.checkpoint import load_model
+    from edudiff.nn.checkpoint import load_model
 
     state = _version1_checkpoint(T=40, beta_1=2e-4, beta_T=0.05)
     betas = torch.linspace(1e-3, 0.2, 30, dtype=torch.float64) ** 1.5  # not linear: only readable from betas
@@ -250,8 +276,8 @@ def test_checkpoint_stores_the_schedule_it_was_trained_with(tmp_path):
 def test_resume_lists_every_changed_field_even_ones_newer_than_the_checkpoint(tmp_path):
     """A checkpoint written before a field existed (here lr_decay) reads it at its default, so switching it on
     when resuming is reported like any other change; a data/model/seed change is refused, naming the field."""
-    from edudiff.checkpoint import check_compatible
-    from edudiff.train import TrainConfig
+    from edudiff.training import TrainConfig
+    from edudiff.training.resume import check_compatible
 
     saved = TrainConfig(steps=100).to_dict()
     del saved["lr_decay"], saved["noise_schedule"]  # both newer than the oldest checkpoints (all linear)

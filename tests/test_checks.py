@@ -1,4 +1,4 @@
-"""Tests for edudiff.checks: check_close's messages and the homework-integrity helpers."""
+"""Tests for edudiff.course.checks: check_close's messages and the homework-integrity helpers."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import edudiff
 import edudiff.forward
 import edudiff.losses
 from edudiff import Schedule, q_sample
-from edudiff.checks import INTEGRITY_MESSAGE, ReferenceUsed, check_close, check_own_work, references_blocked
+from edudiff.course.checks import INTEGRITY_MESSAGE, ReferenceUsed, check_close, check_own_work, references_blocked
 
 # --------------------------------------------------------------------------------------------
 # check_close

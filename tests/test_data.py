@@ -20,8 +20,8 @@ import pytest
 import torch
 from dataset_paths import DATA, REPO, cifar_subset_tarball  # noqa: E402,F401
 
-from edudiff import archives, data
-from edudiff.data import DatasetError, DatasetNotFoundError, DownloadError
+from edudiff import data
+from edudiff.data import DatasetError, DatasetNotFoundError, DownloadError, archives, downloads
 
 MNIST_RAW = DATA / "MNIST" / "raw"
 FASHION_RAW = DATA / "FashionMNIST" / "raw"
@@ -272,7 +272,7 @@ def test_md5_is_checked_once_per_file_version(tmp_path, monkeypatch):
     path.write_bytes(b"abc")
     calls = Counter()
     real_md5sum = data.md5sum
-    monkeypatch.setattr(data, "md5sum", lambda p: calls.update([str(p)]) or real_md5sum(p))
+    monkeypatch.setattr(downloads, "md5sum", lambda p: calls.update([str(p)]) or real_md5sum(p))
     good = hashlib.md5(b"abc").hexdigest()
     data.verify_md5(path, good)
     data.verify_md5(path, good)

@@ -1,4 +1,4 @@
-"""Tests for edudiff.evaluate.
+"""Tests for edudiff.images.evaluate.
 
 * Fréchet distance: against closed forms (1-D, diagonal, and the symmetric form
   tr((S1^1/2 S2 S1^1/2)^1/2) computed by eigendecomposition), and on samples from known Gaussians
@@ -21,10 +21,11 @@ import torch
 from scipy import stats
 
 from edudiff import Schedule
-from edudiff.evaluate import (
+from edudiff.images.evaluate import (
     MNISTClassifier,
     check_8bit,
     classifier_accuracy,
+    classifier_outputs,
     format_quality,
     frechet_distance,
     frechet_distance_features,
@@ -190,7 +191,7 @@ def test_bits_per_dim_of_the_zero_model_matches_an_independent_computation(tiny_
 
 
 def test_zero_initialised_unet_is_the_zero_model():
-    from edudiff.unet import UNet, mnist_tiny
+    from edudiff.nn import UNet, mnist_tiny
 
     x = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (3, 1, 28, 28)) / 127.5 - 1).float()
     s = Schedule.linear(1000)
@@ -242,6 +243,28 @@ def test_classifier_learns_mnist(classifier, mnist):
 
 
 @needs_mnist
+def test_class_match_counts_real_digits_by_their_labels_and_not_by_wrong_ones(classifier, mnist):
+    """Real test digits asked to show their own label match about as often as the classifier is confidently right
+    (at least accuracy - share unconfident); asked to show a different digit, they almost never match; asked to show
+    a random digit, about 1 in 10 of the confident ones match (within 5 standard errors)."""
+    _, test_ds = mnist
+    x, y = test_ds.images[:1000], test_ds.labels[:1000]
+    ref = classifier_outputs(classifier, test_ds.images[1000:2000])[1]
+    right = sample_quality(classifier, x, ref, labels=y)
+    wrong = sample_quality(classifier, x, ref, labels=(y + 1) % 10)
+    rand = sample_quality(
+        classifier, x, ref, labels=torch.randint(0, 10, (1000,), generator=torch.Generator().manual_seed(3))
+    )
+    acc = classifier_accuracy(classifier, x, y)
+    assert right["class_match"] >= acc - (1 - right["confident_fraction"]) - 1e-12, (right, acc)
+    assert wrong["class_match"] < 1 - acc + 0.01, wrong
+    p = 0.1 * right["confident_fraction"]
+    assert abs(rand["class_match"] - p) < 5 * math.sqrt(p * (1 - p) / 1000), rand
+    with pytest.raises(ValueError, match="digit classes 0..9"):
+        sample_quality(classifier, x[:3], ref, labels=torch.tensor([1, 2, 10]))
+
+
+@needs_mnist
 def test_sample_quality_report_real_vs_noise(classifier):
     g = torch.Generator().manual_seed(0)
     n = 200
@@ -253,7 +276,7 @@ def test_sample_quality_report_real_vs_noise(classifier):
     assert sum(real["class_counts"]) == n and min(real["class_counts"]) > 0, "real digits cover all classes"
     assert "real test images (floor)" in format_quality(res)
     # the report on real data equals sample_quality computed directly
-    from edudiff.evaluate import classifier_outputs
+    from edudiff.images.evaluate import classifier_outputs
 
     direct = sample_quality(
         classifier, torch.zeros(4, 1, 28, 28) - 1, classifier_outputs(classifier, torch.rand(50, 1, 28, 28))[1]
@@ -291,10 +314,10 @@ def test_classifier_cache(tmp_path, monkeypatch, mnist):
 
 @needs_mnist
 def test_evaluate_cli(tmp_path, capsys, monkeypatch):
-    """python -m edudiff.evaluate on a tiny checkpoint (the classifier cache is pre-filled, so nothing trains)."""
-    from edudiff.checkpoint import save_checkpoint
-    from edudiff.evaluate import main
-    from edudiff.train import TrainConfig, train
+    """python -m edudiff evaluate on a tiny checkpoint (the classifier cache is pre-filled, so nothing trains)."""
+    from edudiff.images.evaluate import main
+    from edudiff.nn.checkpoint import save_checkpoint
+    from edudiff.training import TrainConfig, train
 
     monkeypatch.setenv("EDUDIFF_FAST", "1")
     g = torch.Generator().manual_seed(0)

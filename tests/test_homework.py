@@ -1,4 +1,4 @@
-"""Tests for edudiff.homework: student versions, marker checks, grading, integrity of the checks.
+"""Tests for edudiff.course.homework: student versions, marker checks, grading, integrity of the checks.
 
 Fixture notebooks are built in tmp_path; the committed notebooks in notebooks/ are checked too
 (parametrized over the glob, skipped while there are none). Tests that start a kernel are marked
@@ -19,9 +19,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from edudiff import homework
-from edudiff.checks import INTEGRITY_MESSAGE
-from edudiff.homework import MarkerError, cell_errors, exercise_checks, solution_cells
+from edudiff.course import homework
+from edudiff.course.checks import INTEGRITY_MESSAGE
+from edudiff.course.homework import MarkerError, cell_errors, exercise_checks, solution_cells
 
 REPO = Path(__file__).resolve().parent.parent
 COMMITTED = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -105,7 +105,7 @@ def fixture_notebook() -> nbformat.NotebookNode:
     )
     nb.cells = [
         new_markdown_cell("# Fixture\nWrite `scale`; expected value: `scale(0.25) = 0.5`."),
-        new_code_cell("%matplotlib inline\nimport numpy as np\nfrom edudiff.homework import check_close"),
+        new_code_cell("%matplotlib inline\nimport numpy as np\nfrom edudiff.course.homework import check_close"),
         new_code_cell(SCALE, metadata=solution_meta("scale")),
         new_code_cell(SCALE_CHECK, metadata=check_meta("scale-check")),
         new_code_cell(TOTAL, metadata=solution_meta("total")),
@@ -132,7 +132,7 @@ def write(nb, path: Path) -> Path:
 
 
 def cli(*args):
-    """Run ``python -m edudiff.homework ARGS`` in-process (a subprocess would re-import torch)."""
+    """Run ``python -m edudiff homework ARGS`` in-process (a subprocess would re-import torch)."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = homework.main([str(a) for a in args])
@@ -145,7 +145,7 @@ def test_module_entry_point_and_help(capsys):
     out = capsys.readouterr().out
     assert info.value.code == 0 and all(cmd in out for cmd in ("check", "student", "grade"))
     r = subprocess.run(
-        [sys.executable, "-m", "edudiff.homework", "check", "no/such.ipynb"], capture_output=True, text=True
+        [sys.executable, "-m", "edudiff", "homework", "check", "no/such.ipynb"], capture_output=True, text=True
     )
     assert r.returncode == 1 and r.stderr == "error: no/such.ipynb: no such notebook or directory\n"
 
@@ -576,7 +576,7 @@ def integrity_notebook():
     nb.cells = [
         new_code_cell(
             "import torch\nfrom edudiff import normal_kl\n"
-            "from edudiff.checks import check_close, check_own_work, references_blocked"
+            "from edudiff.course.checks import check_close, check_own_work, references_blocked"
         ),
         new_code_cell(INTEGRITY_EXERCISE, metadata=solution_meta("kl")),
         new_code_cell(INTEGRITY_CHECK, metadata=check_meta("kl-check")),

@@ -1,4 +1,4 @@
-"""Smoke tests of edudiff.plots with the Agg backend: each function returns a Figure whose axes are
+"""Smoke tests of edudiff.course.plots with the Agg backend: each function returns a Figure whose axes are
 labelled, and rejects mismatched shapes with an error that names the argument."""
 
 import matplotlib
@@ -12,7 +12,8 @@ import torch
 from matplotlib.figure import Figure
 from scipy.integrate import trapezoid
 
-from edudiff import Schedule, plots
+from edudiff import Schedule
+from edudiff.course import plots
 from edudiff.toy import two_gaussians_1d
 
 SCHED = Schedule.linear(50)

@@ -17,11 +17,11 @@ from dataset_paths import needs_mnist
 MIN_CONFIDENT = 0.70
 
 import edudiff.pretrained as pretrained
-from edudiff.checkpoint import load_checkpoint
 from edudiff.data import md5sum
-from edudiff.generate import sample_images
-from edudiff.train import TrainConfig, train
-from edudiff.unet import UNet
+from edudiff.images.generate import sample_images
+from edudiff.nn import UNet
+from edudiff.nn.checkpoint import load_checkpoint
+from edudiff.training import TrainConfig, train
 
 
 @pytest.fixture
@@ -119,7 +119,7 @@ def test_altered_or_missing_weights_name_the_file_and_the_fix(exported, monkeypa
 
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory):
-    from edudiff.evaluate import load_or_train_classifier
+    from edudiff.images.evaluate import load_or_train_classifier
 
     clf, info = load_or_train_classifier(cache_dir=tmp_path_factory.mktemp("clf"), steps=800, device="cpu")
     assert info["test_accuracy"] > 0.98
@@ -129,7 +129,7 @@ def classifier(tmp_path_factory):
 @pytest.mark.slow
 @needs_mnist
 def test_shipped_samples_are_confident_digits(classifier):
-    from edudiff.evaluate import mnist_sample_quality
+    from edudiff.images.evaluate import mnist_sample_quality
 
     model, schedule, _ = pretrained.load("mnist", device="cpu")
     x = sample_images(model, schedule, 500, (1, 28, 28), ddim_steps=25, seed=0, device="cpu")

@@ -1,4 +1,4 @@
-"""Tests for edudiff.toy_models: the toy eps-MLP, its training loop and the Wasserstein helpers.
+"""Tests for edudiff.nn.toy_models: the toy eps-MLP, its training loop and the Wasserstein helpers.
 
 Independent references: scipy.stats.wasserstein_distance; the translation property of W1
 (W1(x, x + c) = |c|) and of the sliced distance (2|c|/pi in 2-D, CLT tolerance over the random
@@ -18,8 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import edudiff
-from edudiff.toy import ring_2d, two_gaussians_1d
-from edudiff.toy_models import (
+from edudiff.nn.toy_models import (
     LearnedTimeEmbedding,
     SinusoidalTimeEmbedding,
     ToyEpsMLP,
@@ -27,6 +26,7 @@ from edudiff.toy_models import (
     train_toy,
     wasserstein_1d,
 )
+from edudiff.toy import ring_2d, two_gaussians_1d
 
 T = 100
 
@@ -263,7 +263,7 @@ def test_sliced_wasserstein_1d_and_validation():
 
 @pytest.mark.parametrize("dim", [2, 8, 32, 64])
 def test_sinusoidal_embedding_is_the_old_toy_formula(dim):
-    """SinusoidalTimeEmbedding now calls edudiff.unet.timestep_embedding; its values must stay bit-identical
+    """SinusoidalTimeEmbedding now calls edudiff.nn.timestep_embedding; its values must stay bit-identical
     to the formula the toy models were trained with (t rescaled to 1000 t / T, frequencies 10000^(-k/half)),
     so notebook 05's thresholds hold. The old formula is written out here."""
     import math

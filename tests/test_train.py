@@ -1,4 +1,4 @@
-"""Tests for edudiff.train: exact resumption (in process, after Ctrl-C, after SIGKILL), the CLI,
+"""Tests for edudiff.training: exact resumption (in process, after Ctrl-C, after SIGKILL), the CLI,
 DDP with gloo on CPU, sampling helpers, and the PNG writer (read back by an independent decoder).
 
 The in-process runs use synthetic 8-bit images; the CLI and DDP runs read MNIST from the offline
@@ -8,6 +8,7 @@ dataset folder (skipped when it is absent).
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -21,22 +22,11 @@ import pytest
 import torch
 
 from edudiff import Schedule
-from edudiff.checkpoint import CheckpointError, load_checkpoint
-from edudiff.train import (
-    TrainConfig,
-    TrainingInterrupted,
-    denoising_strip,
-    ema_update,
-    epoch_permutation,
-    load_model,
-    main,
-    make_grid,
-    sample_images,
-    save_image_grid,
-    train,
-    write_png,
-)
-from edudiff.unet import UNet, mnist_tiny
+from edudiff.cli import main
+from edudiff.images import denoising_strip, make_grid, sample_images, save_image_grid, write_png
+from edudiff.nn import UNet, mnist_tiny
+from edudiff.nn.checkpoint import CheckpointError, load_checkpoint, load_model
+from edudiff.training import TrainConfig, TrainingInterrupted, ema_update, epoch_permutation, train
 
 REPO = Path(__file__).resolve().parent.parent
 from dataset_paths import DATA, needs_mnist
@@ -160,7 +150,9 @@ def test_resume_checks_settings_and_files(images, tmp_path):
         with pytest.raises(FileNotFoundError, match="nothing.pt"):
             train(cfg(tmp_path), dataset=images, progress=False, resume=tmp_path / "nothing.pt")
         (tmp_path / "last.pt").write_bytes(b"\x00" * 100)
-        with pytest.raises(CheckpointError, match=r"last.pt is not readable.*delete"):
+        with pytest.raises(
+            CheckpointError, match=r"last.pt is not a checkpoint.*Expected a checkpoint written by edudiff"
+        ):
             train(cfg(tmp_path), dataset=images, progress=False, resume=True)
         fresh = tmp_path / "fresh"
         r = train(cfg(fresh, steps=1), dataset=images, progress=False, resume=True)  # nothing to resume: start
@@ -243,7 +235,7 @@ def test_sampling_helpers_are_seeded_and_shaped():
 def _cli(out, steps, *extra) -> list[str]:
     options = f"--dataset mnist --fast --steps {steps} --batch-size 4 --limit 40 --ckpt-every 4 --log-every 4 "
     options += "--sample-every 0 --seed 3 --quiet"
-    return [sys.executable, "-m", "edudiff.train", *options.split(), "--out", str(out), *extra]
+    return [sys.executable, "-m", "edudiff", "train", *options.split(), "--out", str(out), *extra]
 
 
 @needs_mnist
@@ -291,7 +283,7 @@ def test_cli_sigkill_resume_and_sample(tmp_path):
         [
             sys.executable,
             "-m",
-            "edudiff.train",
+            "edudiff",
             "sample",
             "--ckpt",
             str(out / "last.pt"),
@@ -319,16 +311,16 @@ def test_cli_sigkill_resume_and_sample(tmp_path):
 
 def test_cli_errors_are_clear(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
-        main(["--help"])
+        main(["train", "--help"])
     assert info.value.code == 0 and "--resume" in capsys.readouterr().out
-    assert main(["--dataset", "cifar10", "--preset", "mnist_tiny", "--out", str(tmp_path)]) == 2
+    assert main(["train", "--dataset", "cifar10", "--preset", "mnist_tiny", "--out", str(tmp_path)]) == 2
     assert "preset 'mnist_tiny' expects 1-channel" in capsys.readouterr().err
     assert main(["sample", "--ckpt", str(tmp_path / "missing.pt")]) == 2
     assert "missing.pt does not exist" in capsys.readouterr().err
     (tmp_path / "bad.pt").write_text("not a checkpoint")
     assert main(["sample", "--ckpt", str(tmp_path / "bad.pt")]) == 2
     err = capsys.readouterr().err
-    assert "bad.pt is not readable" in err and "delete" in err
+    assert "bad.pt is not a checkpoint" in err and "delete" not in err, "a file we did not write: never 'delete it'"
 
 
 @needs_mnist
@@ -365,7 +357,7 @@ def test_ddp_gloo_two_processes(tmp_path):
 
 
 def test_checkpoint_of_another_unet_version_is_refused_clearly(images, tmp_path):
-    from edudiff.checkpoint import save_checkpoint
+    from edudiff.nn.checkpoint import save_checkpoint
 
     r = train(cfg(tmp_path, steps=1), dataset=images, progress=False)
     state = load_checkpoint(r.checkpoint)
@@ -393,7 +385,7 @@ def test_time_budget_stops_like_ctrl_c_and_resumes_exactly(images, straight, tmp
 
 
 def test_progress_bar_counts_the_budget_when_it_ends_first():
-    from edudiff.train_parts import TrainProgress, budget_ends_first
+    from edudiff.training.parts import TrainProgress, budget_ends_first
 
     assert budget_ends_first(steps_left=100, seconds_per_step=1.0, seconds_left=50.0)
     assert not budget_ends_first(steps_left=10, seconds_per_step=1.0, seconds_left=50.0)
@@ -419,7 +411,7 @@ def test_bf16_on_cpu_trains_with_finite_loss(images):
 
 
 def test_recipes_choose_fast_cpu_or_gpu():
-    from edudiff.recipes import RECIPES, choose_mode
+    from edudiff.training.recipes import RECIPES, choose_mode
 
     assert choose_mode(fast=True, device="cuda") == "fast"
     assert choose_mode(fast=False, device="cuda") == "gpu" and choose_mode(fast=False, device="cpu") == "cpu"
@@ -432,7 +424,7 @@ def test_recipes_choose_fast_cpu_or_gpu():
         TrainConfig(ddim_steps=0).validate()
 
 
-def test_one_command_line_with_aliases(capsys):
+def test_one_command_line(capsys):
     from edudiff.cli import main as edudiff_main
 
     with pytest.raises(SystemExit) as info:
@@ -516,7 +508,7 @@ def test_cosine_noise_schedule_is_trained_with_saved_and_reloaded(images, tmp_pa
     f(t) = cos^2(pi/2 (t/T + s)/(1 + s)), s = 0.008 (written out here from the paper, betas clipped at 0.999);
     the checkpoint stores those betas, load_model returns them, and resuming with the linear schedule is refused
     by name. "linear" stays the paper's beta_1..beta_T."""
-    from edudiff.checkpoint import load_model
+    from edudiff.nn.checkpoint import load_model
 
     T, s = 50, 0.008
     f = np.cos(np.pi / 2 * (np.arange(T + 1) / T + s) / (1 + s)) ** 2
@@ -533,3 +525,85 @@ def test_cosine_noise_schedule_is_trained_with_saved_and_reloaded(images, tmp_pa
         train(cfg(tmp_path / "cos", steps=8, T=T), dataset=images, resume=True, progress=False)
     with pytest.raises(ValueError, match="noise_schedule must be one of linear, cosine; got 'sigmoid'"):
         TrainConfig(noise_schedule="sigmoid").validate()
+
+
+# ------------------------------------------------------------------------------------------------
+# Class-conditional training (label dropout)
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def labelled(images):
+    """The 48 synthetic images with labels 0..9 in turn."""
+    from edudiff.data import ImageDataset
+
+    return ImageDataset(images, torch.arange(48) % 10, classes=tuple(str(d) for d in range(10)))
+
+
+def test_label_dropout_drops_the_fraction_asked_and_keeps_the_rest(labelled, tmp_path):
+    """The dropped fraction over 2000 steps x 4 labels is p within 4 standard errors (CLT); the kept labels are the
+    images' own; the dropped ones are the null label 10; and with p = 0 nothing is dropped."""
+    from edudiff.training.distributed import DistInfo
+    from edudiff.training.trainer import Trainer
+
+    for p in (0.1, 0.5, 0.0):
+        config = cfg(tmp_path, label_dropout=p, num_classes=10, steps=2000).validate()
+        trainer = Trainer(config, DistInfo(), dataset=labelled, progress=False)
+        dropped = kept = 0
+        for step in range(2000):
+            trainer.step = step
+            x0, _, _, y = trainer.next_batch()
+            truth = trainer.labels[trainer._order[(step % trainer.batches_per_epoch) * 4 :][:4]]
+            assert bool(((y == truth) | (y == 10)).all()), "a label is either the image's own or the null label"
+            dropped += int((y == 10).sum())
+            kept += int((y != 10).sum())
+        n = dropped + kept
+        se = math.sqrt(max(p * (1 - p), 1e-12) / n)
+        assert abs(dropped / n - p) < 4 * se + 1e-12, f"p={p}: dropped {dropped / n:.4f} of {n}"
+
+
+def test_class_conditional_run_resumes_bit_identically_and_loads_as_a_conditional_model(labelled, tmp_path):
+    with threads(1):
+        straight = train(cfg(tmp_path / "a", num_classes=10), dataset=labelled, progress=False)
+        train(cfg(tmp_path / "b", num_classes=10, steps=8), dataset=labelled, progress=False)
+        resumed = train(cfg(tmp_path / "b", num_classes=10), dataset=labelled, progress=False, resume=True)
+        with pytest.raises(ValueError, match="num_classes: checkpoint 10 vs now None"):
+            train(cfg(tmp_path / "b", steps=20), dataset=labelled, progress=False, resume=True)
+    assert_same_run(straight, resumed)
+    model, _, state = load_model(tmp_path / "b" / "last.pt", device="cpu")
+    assert model.config.num_classes == 10 and state["config"]["label_dropout"] == 0.1
+    x, t = torch.zeros(2, 1, 28, 28), torch.tensor([500, 500])
+    with torch.no_grad():
+        assert not torch.equal(model(x, t, torch.tensor([1, 1])), model(x, t, torch.tensor([2, 2])))
+
+
+def test_class_conditional_config_is_checked(images, tmp_path):
+    with pytest.raises(ValueError, match="num_classes=7 but dataset 'mnist' has 10 classes"):
+        cfg(tmp_path, num_classes=7).validate()
+    with pytest.raises(ValueError, match="label_dropout must lie in"):
+        cfg(tmp_path, num_classes=10, label_dropout=1.0).validate()
+    assert TrainConfig.recommended("cifar10", fast=True).class_conditional().num_classes == 10
+    with pytest.raises(ValueError, match="needs labels"):
+        train(cfg(tmp_path, num_classes=10), dataset=images, progress=False)  # a bare image tensor has no labels
+
+
+def test_cli_trains_class_conditional_and_samples_with_labels_and_guidance(tmp_path, capsys):
+    from edudiff.cli import main as edudiff_main
+    from edudiff.images.generate import labels_path
+
+    if not (DATA / "MNIST" / "raw").is_dir():
+        pytest.skip("MNIST not available")
+    out = tmp_path / "cond"
+    train_args = "train --dataset mnist --fast --class-conditional --label-dropout 0.2 --steps 2 --limit 64 --quiet"
+    assert edudiff_main([*train_args.split(), "--out", str(out), "--data-root", str(DATA)]) == 0
+    state = load_checkpoint(out / "last.pt")
+    assert state["config"]["num_classes"] == 10 and state["config"]["label_dropout"] == 0.2
+    tensor = tmp_path / "s.pt"
+    sample_args = ["sample", "--n", "12", "--ddim-steps", "2", "--labels", "all", "--guidance-scale", "2"]
+    assert edudiff_main([*sample_args, "--ckpt", str(out / "last.pt"), "--out", str(tmp_path / "g.png"),
+                         "--save-tensor", str(tensor)]) == 0  # fmt: skip
+    assert "guidance scale 2" in capsys.readouterr().out
+    labels = torch.load(labels_path(tensor), weights_only=True)
+    assert (
+        labels.tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1] and torch.load(tensor, weights_only=True).shape[0] == 12
+    )
+    assert edudiff_main(["sample", "--ckpt", str(out / "last.pt"), "--labels", "11"]) == 2
+    assert "--labels must name classes in 0..9" in capsys.readouterr().err

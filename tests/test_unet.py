@@ -1,4 +1,4 @@
-"""Tests for edudiff.unet: the DDPM U-Net.
+"""Tests for edudiff.nn: the DDPM U-Net.
 
 Independent checks: the paper's / official code's parameter count, a float64 numpy evaluation of the
 sinusoid definition (plus the shift-invariance of its inner products), autograd, memory-format and
@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from edudiff.unet import (
+from edudiff.nn import (
     PRESETS,  # the one table of presets (also used by --preset)
     AttentionBlock,
     Downsample,
@@ -324,3 +324,49 @@ def test_bad_config_names_the_field(overrides, pattern):
 def test_unet_rejects_a_non_config():
     with pytest.raises(TypeError, match="^config must be a UNetConfig"):
         UNet({"base_channels": 8})
+
+
+# ------------------------------------------------------------------------------------------------
+# Class-conditional U-Net
+# ------------------------------------------------------------------------------------------------
+def test_class_conditional_unet_adds_a_label_embedding_with_a_null_label():
+    torch.manual_seed(0)
+    cond = UNet(mnist_tiny(num_classes=10, zero_init=False))
+    torch.manual_seed(0)
+    plain = UNet(mnist_tiny(zero_init=False))
+    extra = {k: v.shape for k, v in cond.state_dict().items() if k not in plain.state_dict()}
+    assert extra == {"label_embed.weight": (11, plain.config.base_channels * plain.config.time_embed_mult)}
+    assert cond.null_label == 10 and plain.null_label is None
+    # An unconditional model's weights (e.g. every checkpoint written before labels existed) load unchanged.
+    assert set(plain.state_dict()) == set(UNet(mnist_tiny()).state_dict())
+    x, t = torch.randn(3, 1, 28, 28), torch.tensor([1, 500, 1000])
+    with torch.no_grad():
+        # y=None is the null label; the label embedding is added to the time embedding, so with it zeroed a
+        # conditional model computes exactly what the same weights compute without labels.
+        assert torch.equal(cond(x, t), cond(x, t, torch.full((3,), 10)))
+        cond.label_embed.weight.zero_()
+        cond.load_state_dict(plain.state_dict(), strict=False)
+        assert torch.allclose(cond(x, t, torch.tensor([0, 5, 9])), plain(x, t), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("y", "error", "match"),
+    [
+        (torch.tensor([0, 11]), ValueError, r"outside 0\.\.10"),
+        (torch.tensor([-1, 0]), ValueError, r"outside 0\.\.10"),
+        (torch.tensor([0.0, 1.0]), TypeError, "integer class labels"),
+        (torch.tensor([0, 1, 2]), ValueError, r"shape \(B,\) = \(2,\)"),
+        ([0, 1], TypeError, "LongTensor"),
+    ],
+)
+def test_bad_labels_are_refused_naming_y(y, error, match):
+    model = UNet(mnist_tiny(num_classes=10))
+    with pytest.raises(error, match=match):
+        model(torch.zeros(2, 1, 28, 28), torch.tensor([1, 2]), y)
+
+
+def test_labels_given_to_an_unconditional_model_are_refused():
+    with pytest.raises(ValueError, match="unconditional model"):
+        UNet(mnist_tiny())(torch.zeros(2, 1, 28, 28), torch.tensor([1, 2]), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="num_classes must be"):
+        mnist_tiny(num_classes=0)

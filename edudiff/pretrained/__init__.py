@@ -25,11 +25,12 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import CheckpointError, load_checkpoint, load_weights, schedule_from_checkpoint
 from ..config import default_device
 from ..data import md5sum
+from ..nn.checkpoint import CheckpointError, load_checkpoint, load_weights, schedule_from_checkpoint
+from ..nn.unet import UNet
+from ..nn.unet_config import UNetConfig
 from ..schedules import Schedule
-from ..unet import UNet, UNetConfig
 from ..utils import atomic_write
 
 __all__ = [
@@ -137,10 +138,10 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, command: str =
 
 def score(name: str = "mnist", n: int = 1000, ddim_steps: int = 25, seed: int = 0, root=None, cache_dir=None) -> dict:
     """Sample ``n`` digits from the shipped model with DDIM and score them with the project's classifier
-    (:func:`edudiff.evaluate.mnist_sample_quality`, 800-step classifier); the result is stored under
+    (:func:`edudiff.images.evaluate.mnist_sample_quality`, 800-step classifier); the result is stored under
     ``"scores"`` in the card's data file and returned."""
-    from ..evaluate import load_or_train_classifier, mnist_sample_quality
-    from ..generate import sample_images
+    from ..images.evaluate import load_or_train_classifier, mnist_sample_quality
+    from ..images.generate import sample_images
 
     model, schedule, info = load(name, device="cpu")
     clf, clf_info = load_or_train_classifier(cache_dir=cache_dir, steps=800, root=root, device="cpu")
@@ -220,7 +221,7 @@ can show real samples without training: `edudiff.pretrained.load("{name}")`.
 
 ## Scores
 
-The project's MNIST classifier (`edudiff.evaluate`, 800 steps): the share of samples classified with
+The project's MNIST classifier (`edudiff.images.evaluate`, 800 steps): the share of samples classified with
 p > 0.9 ("confident") and the Fréchet distance of its 64 penultimate features to real training digits. The
 real test digits and uniform noise, at the same N, are the floor and the ceiling
 (`python -m edudiff.pretrained score {name}`).

@@ -2,7 +2,7 @@
 from the Run menu, waits for the kernel, and returns a `NotebookReport` listing every problem (tracebacks,
 widgets that do not render, sliders whose figure does not change, cells that did not run), with screenshots.
 
-Cells are numbered 0-based, as in `nb.cells` (markdown cells count), like edudiff.homework's messages.
+Cells are numbered 0-based, as in `nb.cells` (markdown cells count), like edudiff.course.homework's messages.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""The training loop: :class:`Trainer` and :func:`train` (Algorithm 1 at scale; see :mod:`edudiff.train`).
+"""One training run, :class:`Trainer`: its set-up and its steps (Algorithm 1 at scale; see :mod:`edudiff.training`).
 
-The loop is cut into small named steps, after improved-diffusion's ``TrainLoop``: :meth:`Trainer.run_loop`,
-:meth:`Trainer.run_step`, :meth:`Trainer.forward_backward`, :meth:`Trainer.save`.
+The run is cut into small named steps, after improved-diffusion's ``TrainLoop``: :meth:`Trainer.next_batch`,
+:meth:`Trainer.forward_backward`, :meth:`Trainer.run_step`, :meth:`Trainer.save`, :meth:`Trainer.resume`; the
+loop that repeats them is :func:`edudiff.training.loop.run_loop`.
 
 Taught in: notebooks/06_unet_mnist.ipynb (MNIST) and notebooks/07_cifar10.ipynb (CIFAR-10).
 """
@@ -9,10 +10,7 @@ Taught in: notebooks/06_unet_mnist.ipynb (MNIST) and notebooks/07_cifar10.ipynb 
 from __future__ import annotations
 
 import copy
-import dataclasses
-import json
 import math
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,43 +18,37 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import checkpoint as ckpt
-from ._validate import value_checks
+from .._validate import value_checks
+from ..images.generate import sample_images
+from ..images.imageio import save_image_grid
+from ..losses import loss_simple, min_snr_weights
+from ..nn import checkpoint as ckpt
+from ..nn.unet import UNet
+from . import resume as resume_state
+from .config import TrainConfig, unet_config_for
 from .distributed import (
     DistInfo,
     all_gather,
-    any_rank,
     check_same_weights,
-    close_distributed,
-    init_distributed,
     param_digest,
     pick_device,
 )
-from .generate import sample_images
-from .imageio import save_image_grid
-from .losses import loss_simple, min_snr_weights
-from .train_config import TrainConfig, unet_config_for
-from .train_parts import (
+from .parts import (
     SEED_DROPOUT,
     SEED_MODEL_INIT,
     SEED_NOISE,
-    TrainingInterrupted,
-    TrainProgress,
     TrainResult,
     TrainState,
     autocast_context,
     derive_seed,
-    ema_decay_at,
     drop_labels,
+    ema_decay_at,
     ema_update,
     epoch_permutation,
     load_training_images,
-    stop_on_signals,
-    trim_log,
 )
-from .unet import UNet
 
-__all__ = ["Trainer", "train"]
+__all__ = ["Trainer"]
 
 
 class Trainer:
@@ -115,22 +107,22 @@ class Trainer:
 
     def resume(self, resume) -> None:
         """Continue from the checkpoint ``resume`` names (see :func:`train`), if there is one."""
-        path = ckpt.resolve_resume(resume, self.out)
+        path = resume_state.resolve_resume(resume, self.out)
         if path is None:
             return
         if not path.exists():
             if resume is not True:
                 raise FileNotFoundError(f"checkpoint {path} (resume=) does not exist; check the path")
-            self._say(f"no checkpoint at {path}; starting a new run")
+            self.say(f"no checkpoint at {path}; starting a new run")
             return
-        state = ckpt.load_checkpoint(path, map_location="cpu", required=ckpt.REQUIRED_KEYS)
-        changed = ckpt.check_compatible(state["config"], self.config, path)
+        state = ckpt.load_checkpoint(path, map_location="cpu", required=resume_state.REQUIRED_KEYS)
+        changed = resume_state.check_compatible(state["config"], self.config, path)
         ckpt.load_weights(self.model, state["model"], path, "model")
         ckpt.load_weights(self.ema, state["ema"], path, "ema")
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = self.resumed_from = int(state["step"])
         self.seconds_before = float(state.get("train_seconds", 0.0))
-        ckpt.restore_rng(
+        resume_state.restore_rng(
             state["rng"],
             self.noise_gen,
             self.dist.rank,
@@ -140,12 +132,12 @@ class Trainer:
             reseed=lambda *stream: derive_seed(self.config.seed, *stream, self.step),
         )
         self.losses = [state.get("losses", torch.zeros(0))[: self.step].float()]
-        self._say(
+        self.say(
             f"resuming from {path} at step {self.step}/{self.config.steps}"
             + (f" (changed: {'; '.join(changed)})" if changed else "")
         )
 
-    def _say(self, message: str) -> None:
+    def say(self, message: str) -> None:
         if self.dist.is_main:
             print(message, flush=True)
 
@@ -199,7 +191,9 @@ class Trainer:
         device sync): this batch is valid by construction (images from uint8, t from randint(1, T+1))."""
         kwargs = {"y": y} if y is not None else None
         with autocast_context(self.device, self.config.bf16), value_checks(self.device.type == "cpu"):
-            per_example = loss_simple(self.schedule, train_model, x0, t=t, eps=eps, reduction="none", model_kwargs=kwargs)
+            per_example = loss_simple(
+                self.schedule, train_model, x0, t=t, eps=eps, reduction="none", model_kwargs=kwargs
+            )
         loss = per_example.mean()
         if self.loss_weights is None:
             loss.backward()
@@ -248,7 +242,7 @@ class Trainer:
     def save(self) -> Path | None:
         """Write ``last.pt`` (and a ``ckpt_<step>.pt`` snapshot when due) on rank 0; every rank must call it."""
         self.flush_losses()
-        rng_here = ckpt.rng_state_here(self.device)
+        rng_here = resume_state.rng_state_here(self.device)
         per_rank = all_gather(rng_here, self.dist)
         digests = all_gather(param_digest(self.model), self.dist) if self.dist.enabled else None
         if not (self.dist.is_main and self.out is not None):
@@ -261,7 +255,7 @@ class Trainer:
             "global_batch": self.global_batch,
             "world_size": self.dist.world,
         }
-        state = ckpt.training_state(
+        state = resume_state.training_state(
             step=self.step,
             model=self.model,
             ema=self.ema,
@@ -303,96 +297,8 @@ class Trainer:
             nrow=max(1, int(round(math.sqrt(config.n_samples)))),
         )
 
-    def _checkpoint_due(self) -> bool:
-        every = self.config.ckpt_every  # the last step always saves, after the loop
-        return bool(every) and self.step % every == 0 and self.step < self.config.steps
-
-    def _samples_due(self, final: bool = False) -> bool:
-        every = self.config.sample_every
-        if not (self.dist.is_main and self.out is not None and every):
-            return False
-        if final:  # a grid of the final weights too, unless the last periodic grid shows them
-            return bool(self.step % every) and self.step > (self.resumed_from or 0)
-        return self.step % every == 0
-
-    def _log(self, log_file, progress: TrainProgress, lr: float) -> None:
-        if not (self.step % max(self.config.log_every, 1) == 0 or self.step == self.config.steps):
-            return
-        values = self.flush_losses()
-        if values is None or not self.dist.is_main:
-            return
-        mean = float(values.mean())
-        progress.set_postfix(loss=f"{mean:.4f}", lr=f"{lr:.2e}")
-        if log_file is not None and self.config.log_every:
-            speed = self.images_done / max(self.train_seconds, 1e-9)
-            log_file.write(json.dumps({"step": self.step, "loss": mean, "lr": lr, "images_per_sec": speed}) + "\n")
-            log_file.flush()
-
-    def _stop_requested(self, signals: dict, loss: torch.Tensor) -> str | None:
-        """Why to stop after this step ("callback", "time budget" or a signal name), agreed by all ranks."""
-        reason = None
-        if self.callback is not None:
-            self.flush_losses()
-            parts = (self.step, self.model, self.ema, self.schedule, self.config, loss.detach(), self.train_seconds)
-            reason = "callback" if self.callback(TrainState(*parts, self.dist.rank, self.dist.world)) else None
-        if self.config.minutes is not None and self.train_seconds >= 60.0 * self.config.minutes:
-            reason = reason or "time budget"
-        reason = signals["stop"] or reason
-        if any_rank(reason is not None, self.dist, self.device) and reason is None:
-            reason = "another process"
-        return reason
-
-    # -------------------------------------------------------------------------------- the loop
-    def run_loop(self) -> TrainResult:
-        """Train from ``self.step`` to ``config.steps`` (or until stopped); returns the :class:`TrainResult`."""
-        config = self.config
-        if self.dist.is_main and self.out is not None:
-            self.out.mkdir(parents=True, exist_ok=True)
-            ckpt.remove_stale_temp_files(self.out)
-            trim_log(self.out / "log.jsonl", self.step)
-        train_model = self._training_model()
-        progress = TrainProgress(
-            self.show_progress and self.dist.is_main and self.step < config.steps,
-            config,
-            self.step,
-            desc=f"training {config.preset} on {config.dataset}",
-        )
-        log_file = open(self.out / "log.jsonl", "a") if (self.dist.is_main and self.out is not None) else None  # noqa: SIM115
-        self.model.train()
-        try:
-            with stop_on_signals() as signals:
-                while self.step < config.steps and self.stop_reason is None:
-                    loss, lr = self.run_step(train_model)
-                    self._log(log_file, progress, lr)
-                    progress.update(self.step, self.train_seconds)
-                    reason = self._stop_requested(signals, loss)
-                    if reason is None and self._checkpoint_due():
-                        self.save()
-                    if self._samples_due():
-                        self.save_samples()
-                    if reason is not None:
-                        self._stop(reason, signals)
-                if self.stop_reason is None:
-                    self.save()
-                    if self._samples_due(final=True):
-                        self.save_samples()
-        finally:
-            progress.close()
-            if log_file is not None:
-                log_file.close()
-        return self._result()
-
-    def _stop(self, reason: str, signals: dict) -> None:
-        self.save()
-        self.stop_reason = reason
-        where = f"; saved {self.last_checkpoint}, continue with resume=True / --resume" if self.last_checkpoint else ""
-        if signals["stop"]:
-            message = f"training stopped by {signals['stop']} at step {self.step}{where}"
-            raise TrainingInterrupted(message, self.step, self.last_checkpoint)
-        if reason == "time budget":
-            self._say(f"time budget of {self.config.minutes} min spent at step {self.step}/{self.config.steps}{where}")
-
-    def _result(self) -> TrainResult:
+    def result(self) -> TrainResult:
+        """The :class:`TrainResult` of the run so far (every rank must call it: it compares the weights under DDP)."""
         digests = check_same_weights(self.model, self.dist)
         seconds = self.train_seconds
         return TrainResult(
@@ -413,42 +319,3 @@ class Trainer:
             ddp_param_digests=digests,
             stop_reason=self.stop_reason,
         )
-
-
-def train(
-    config: TrainConfig,
-    resume: bool | str | os.PathLike = False,
-    callback: Callable[[TrainState], bool | None] | None = None,
-    progress: bool = True,
-    dataset=None,
-) -> TrainResult:
-    """Train a DDPM per ``config`` (see :class:`~edudiff.train.TrainConfig`) and return a :class:`TrainResult`.
-
-    Args:
-        resume: ``True`` continues from ``<out>/last.pt`` if it exists (else starts afresh, saying so);
-            a path continues from that checkpoint. The checkpoint's data/model/seed settings must match
-            ``config`` (``steps``, ``lr``, ``minutes``, intervals, ... may differ, e.g. to train longer).
-        callback: called after every step with a :class:`TrainState`; returning True stops the run
-            (a checkpoint is saved). Its time is not counted as training time.
-        progress: show a tqdm progress bar with the loss and an ETA (rank 0 only).
-        dataset: an already loaded :class:`edudiff.data.ImageDataset` (or a float tensor
-            (N, C, H, W) in [-1, 1]) to use instead of loading ``config.dataset`` -- the shape must still
-            match the dataset's.
-
-    ``config.minutes`` stops the run once this call has trained that long: a checkpoint is saved and the
-    result has ``stop_reason="time budget"``; ``resume=True`` continues with a new budget.
-    Raises :class:`TrainingInterrupted` (a KeyboardInterrupt) after Ctrl-C/SIGTERM, once ``last.pt``
-    holds the state at the step reached; ``resume=True`` continues from there, bit-identically on CPU.
-    """
-    if not isinstance(config, TrainConfig):
-        raise TypeError(
-            f"config must be a TrainConfig (e.g. TrainConfig.recommended('mnist')), got {type(config).__name__}"
-        )
-    config = dataclasses.replace(config).validate()  # a private copy
-    dist = init_distributed(config.device)
-    try:
-        trainer = Trainer(config, dist, dataset=dataset, progress=progress, callback=callback)
-        trainer.resume(resume)
-        return trainer.run_loop()
-    finally:
-        close_distributed(dist)

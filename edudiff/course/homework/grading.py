@@ -1,7 +1,7 @@
 """Grading: run a student's notebook with the instructor's check cells (hidden tests included) put back.
 
 A check cell that fails reports its assert message as the hint; a check that catches a function
-merely calling edudiff's reference (``edudiff.checks.references_blocked``) reports that too.
+merely calling edudiff's reference (``edudiff.course.checks.references_blocked``) reports that too.
 """
 
 from __future__ import annotations

@@ -42,12 +42,14 @@ import time
 import numpy as np
 import torch
 
-from .checkpoint import load_model
-from .elbo import bits_per_dim, elbo_terms, prior_kl, vb_terms
-from .forward import q_sample
-from .reverse import eval_mode
+from ..elbo import bits_per_dim, elbo_terms, prior_kl, vb_terms
+from ..forward import q_sample
+from ..nn.checkpoint import load_model
+from ..reverse import eval_mode
+from ..schedules import Schedule
+from ..utils import model_device, progress_bar
 
-# The MNIST classifier and the scores built on it live in edudiff.sample_quality; this module re-exports them.
+# The MNIST classifier and the scores built on it live in edudiff.images.sample_quality; this module re-exports them.
 from .sample_quality import (
     MNISTClassifier,
     classifier_accuracy,
@@ -61,8 +63,6 @@ from .sample_quality import (
     sample_quality,
     train_classifier,
 )
-from .schedules import Schedule
-from .utils import model_device, progress_bar
 
 __all__ = [
     "zero_eps_model",
@@ -217,10 +217,10 @@ def _term(schedule, model, x0, t, var_type, gen) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------------
-# Command line: python -m edudiff.evaluate --ckpt runs/mnist/last.pt
+# Command line: python -m edudiff evaluate --ckpt runs/mnist/last.pt
 # ------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    """``python -m edudiff evaluate --ckpt CKPT`` (alias ``python -m edudiff.evaluate``): bits/dim on test
+    """``python -m edudiff evaluate --ckpt CKPT``: bits/dim on test
     images and, for MNIST, the classifier scores."""
     p = argparse.ArgumentParser(
         prog="python -m edudiff evaluate",
@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
     args = p.parse_args(argv)
     try:
-        from .data import DATASET_SHAPES, from_uint8, load_dataset, to_uint8
+        from ..data import DATASET_SHAPES, from_uint8, load_dataset, to_uint8
         from .generate import sample_images
 
         model, schedule, state = load_model(args.ckpt, device=args.device)
@@ -277,9 +277,5 @@ def main(argv: list[str] | None = None) -> int:
             print(format_quality(mnist_sample_quality(x, clf, root=args.data_root, seed=args.seed)))
         return 0
     except (ValueError, FileNotFoundError) as err:
-        print(f"edudiff.evaluate: error: {err}", file=sys.stderr)
+        print(f"edudiff evaluate: error: {err}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

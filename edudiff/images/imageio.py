@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._validate import check_positive_int
-from .data import to_uint8
-from .utils import atomic_write
+from .._validate import check_positive_int
+from ..data import to_uint8
+from ..utils import atomic_write
 
 __all__ = ["make_grid", "write_png", "save_image_grid"]
 

@@ -1,4 +1,4 @@
-"""Training recipes as data: one row per (dataset, mode), read by :meth:`edudiff.train.TrainConfig.recommended`.
+"""Training recipes as data: one row per (dataset, mode), read by :meth:`edudiff.training.TrainConfig.recommended`.
 
 Modes: ``"fast"`` (CI and ``EDUDIFF_FAST=1``: a tiny model, a few hundred steps on a CPU), ``"cpu"`` (the
 full run when no GPU is present) and ``"gpu"`` (the full run on CUDA). :func:`choose_mode` picks one:
@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import torch
 
-from .config import default_device, fast_mode
-from .data import dataset_key
+from ..config import default_device, fast_mode
+from ..data import dataset_key
 
 __all__ = ["MODES", "RECIPES", "choose_mode", "recipe"]
 

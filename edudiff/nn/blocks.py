@@ -1,4 +1,4 @@
-r"""The pieces of the DDPM U-Net (:mod:`edudiff.unet`): the sinusoidal timestep embedding, the wide-ResNet
+r"""The pieces of the DDPM U-Net (:mod:`edudiff.nn`): the sinusoidal timestep embedding, the wide-ResNet
 block with the embedding added, self-attention over pixels, and down/upsampling.
 
 Shapes: feature maps (B, C, H, W); timesteps t a LongTensor (B,) in 1..T; embeddings (B, D).
@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._validate import check_positive_int
+from .._validate import check_positive_int
 
 __all__ = ["timestep_embedding", "ResBlock", "AttentionBlock", "Downsample", "Upsample"]
 
@@ -45,7 +45,7 @@ def timestep_embedding(
     Two variants share this code: ``t_scale`` multiplies t first (the toy models of notebook 05 use
     ``1000 / T``, so the frequencies suit any T), and ``freq_denominator`` replaces half-1 in the
     exponent (the Transformer's spacing ``max_period^{-i/half}`` is ``freq_denominator=half``, used by
-    :class:`edudiff.toy_models.SinusoidalTimeEmbedding`). The defaults are DDPM's.
+    :class:`edudiff.nn.toy_models.SinusoidalTimeEmbedding`). The defaults are DDPM's.
 
     Args: ``t`` (B,) timesteps, 1..T by this course's convention (a LongTensor; it is used as float,
     so float t -- e.g. for interpolation plots -- also works); ``dim`` >= 2; ``dtype`` of the result (the

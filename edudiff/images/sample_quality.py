@@ -1,5 +1,5 @@
 r"""Sample quality on MNIST from a small CNN classifier the project trains itself (:class:`MNISTClassifier`,
-~98.5% test accuracy after about a minute on a CPU, cached on disk) -- see :mod:`edudiff.evaluate`:
+~98.5% test accuracy after about a minute on a CPU, cached on disk) -- see :mod:`edudiff.images.evaluate`:
 
 * the *confident fraction*: the share of samples whose top class has softmax probability > 0.9
   (a recognisable digit), and the histogram of the predicted classes (are all ten digits drawn?);
@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .config import data_root, default_device, fast_mode
-from .reverse import eval_mode
-from .utils import model_device, progress_bar
+from ..config import data_root, default_device, fast_mode
+from ..nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ..reverse import eval_mode
+from ..utils import model_device, progress_bar
 
 __all__ = [
     "MNISTClassifier", "train_classifier", "classifier_accuracy", "load_or_train_classifier", "classifier_outputs",
@@ -89,7 +89,7 @@ def train_classifier(
     the MNIST training set from ``root``). Batches are drawn with replacement from a seeded generator.
     Returns the model in eval mode."""
     if images is None or labels is None:
-        from .data import load_mnist
+        from ..data import load_mnist
 
         ds = load_mnist(root, train=True)
         images, labels = ds.images, ds.labels
@@ -154,7 +154,7 @@ def load_or_train_classifier(
                 }
         except (CheckpointError, RuntimeError) as err:
             warnings.warn(f"the cached classifier {path} is unusable ({err}); training it again", stacklevel=2)
-    from .data import load_mnist
+    from ..data import load_mnist
 
     train_ds, test_ds = load_mnist(root, train=True), load_mnist(root, train=False)
     model = train_classifier(train_ds.images, train_ds.labels, steps=steps, seed=seed, device=device, progress=progress)
@@ -244,23 +244,39 @@ def frechet_distance_features(features1, features2) -> float:
 # Sample quality on MNIST
 # ------------------------------------------------------------------------------------------------
 def sample_quality(
-    classifier: MNISTClassifier, images: torch.Tensor, reference_features: torch.Tensor, threshold: float = 0.9
+    classifier: MNISTClassifier,
+    images: torch.Tensor,
+    reference_features: torch.Tensor,
+    threshold: float = 0.9,
+    labels: torch.Tensor | None = None,
 ) -> dict:
     """Classifier-based scores of ``images`` (N, 1, 28, 28) in [-1, 1]:
 
     ``confident_fraction`` (share with max softmax > ``threshold``), ``mean_max_prob``,
     ``class_counts`` (predicted classes, length 10), ``fd`` (Fréchet distance of the penultimate
-    features to ``reference_features``), ``n``.
+    features to ``reference_features``), ``n``. With ``labels`` (N,), the classes the images were asked to show:
+    ``class_match``, the share classified as their label with probability > ``threshold``, and
+    ``class_match_per_class`` (length 10; NaN for a class not asked for).
     """
     probs, feats = classifier_outputs(classifier, images)
     maxp, cls = probs.max(dim=1)
-    return {
+    out = {
         "confident_fraction": float((maxp > threshold).double().mean()),
         "mean_max_prob": float(maxp.mean()),
         "class_counts": torch.bincount(cls, minlength=10).tolist(),
         "fd": frechet_distance_features(feats, reference_features),
         "n": int(images.shape[0]),
     }
+    if labels is not None:
+        labels = torch.as_tensor(labels).long().cpu().reshape(-1)
+        if labels.shape[0] != images.shape[0] or bool(((labels < 0) | (labels > 9)).any()):
+            raise ValueError(f"labels must be {images.shape[0]} digit classes 0..9, one per image")
+        match = (cls == labels) & (maxp > threshold)
+        out["class_match"] = float(match.double().mean())
+        out["class_match_per_class"] = [
+            float(match[labels == k].double().mean()) if bool((labels == k).any()) else float("nan") for k in range(10)
+        ]
+    return out
 
 
 def mnist_sample_quality(
@@ -271,6 +287,7 @@ def mnist_sample_quality(
     seed: int = 0,
     root=None,
     cache_dir=None,
+    labels: torch.Tensor | None = None,
 ) -> dict:
     """Score generated digits with :func:`sample_quality`, next to the baselines with the same N:
 
@@ -278,11 +295,13 @@ def mnist_sample_quality(
     * ``"real_test"``: N real MNIST *test* images -- the floor (what a perfect generator would score);
     * ``"noise"``: N images of uniform noise in [-1, 1] -- the ceiling.
 
-    The reference features come from ``n_reference`` real *training* images (a seeded random subset).
+    The reference features come from ``n_reference`` real *training* images (a seeded random subset). With
+    ``labels`` (the digit each sample was asked to show, class-conditional sampling), the samples also get
+    ``class_match``, and the real test images theirs against their true labels (the floor).
     ``classifier`` defaults to :func:`load_or_train_classifier` (``cache_dir``). Returns a dict of the
     three score dicts plus ``n``, ``n_reference`` and ``threshold``; print it with :func:`format_quality`.
     """
-    from .data import load_mnist
+    from ..data import load_mnist
 
     if classifier is None:
         classifier, _ = load_or_train_classifier(cache_dir=cache_dir, root=root)
@@ -296,8 +315,14 @@ def mnist_sample_quality(
     test_idx = torch.randperm(test_ds.images.shape[0], generator=g)[:n]
     noise = torch.rand((n, 1, 28, 28), generator=g) * 2 - 1
     return {
-        "samples": sample_quality(classifier, samples.float().cpu(), ref_feats, threshold),
-        "real_test": sample_quality(classifier, test_ds.images[test_idx], ref_feats, threshold),
+        "samples": sample_quality(classifier, samples.float().cpu(), ref_feats, threshold, labels),
+        "real_test": sample_quality(
+            classifier,
+            test_ds.images[test_idx],
+            ref_feats,
+            threshold,
+            None if labels is None else test_ds.labels[test_idx],
+        ),
         "noise": sample_quality(classifier, noise, ref_feats, threshold),
         "n": n,
         "n_reference": int(ref_feats.shape[0]),
@@ -319,4 +344,10 @@ def format_quality(result: dict) -> str:
     for key in ("samples", "real_test", "noise"):
         r = result[key]
         lines.append(f"{names[key]:<26}{r['confident_fraction']:>18.3f}{r['fd']:>15.2f}  {r['class_counts']}")
+    if "class_match" in result["samples"]:
+        ours, real = result["samples"]["class_match"], result["real_test"]["class_match"]
+        lines.append(
+            f"class match (classified as the digit asked for, p>{result['threshold']}): samples {ours:.3f}, "
+            f"real test digits (true labels) {real:.3f}"
+        )
     return "\n".join(lines)

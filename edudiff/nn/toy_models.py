@@ -22,11 +22,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._validate import check_positive_int
-from .losses import loss_elbo_weighted, loss_simple
-from .reverse import check_var_type
-from .schedules import Schedule
-from .unet_blocks import timestep_embedding
+from .._validate import check_positive_int
+from ..losses import loss_elbo_weighted, loss_simple
+from ..reverse import check_var_type
+from ..schedules import Schedule
+from .blocks import timestep_embedding
 
 __all__ = [
     "SinusoidalTimeEmbedding",

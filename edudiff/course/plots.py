@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from .schedules import Schedule
+from ..schedules import Schedule
 
 __all__ = [
     "marginal_density_grid",
@@ -336,11 +336,11 @@ def make_interactive(fn: Callable, **controls):
 
 # ------------------------------------------------------------------------------------ image models
 def show_images(images: torch.Tensor, nrow: int = 8, title: str | None = None, ax=None, scale: float = 0.6):
-    """Draw a grid of images (B, C, H, W) in [-1, 1] with matplotlib (:func:`edudiff.imageio.make_grid`);
+    """Draw a grid of images (B, C, H, W) in [-1, 1] with matplotlib (:func:`edudiff.images.imageio.make_grid`);
     returns the Axes.
 
     Taught in: notebooks/06_unet_mnist.ipynb."""
-    from .imageio import make_grid
+    from ..images.imageio import make_grid
 
     grid = make_grid(images, nrow=nrow)
     if ax is None:
@@ -355,7 +355,7 @@ def show_images(images: torch.Tensor, nrow: int = 8, title: str | None = None, a
 
 
 def plot_denoising_strip(frames: torch.Tensor, timesteps: list[int], title: str = "reverse process x_T -> x_0"):
-    """Plot :func:`edudiff.generate.denoising_strip`'s output (F, n, C, H, W): one column per frame (labelled
+    """Plot :func:`edudiff.images.generate.denoising_strip`'s output (F, n, C, H, W): one column per frame (labelled
     by t), one row per image -- :func:`image_strip` with frames and images swapped.
 
     Taught in: notebooks/06_unet_mnist.ipynb."""

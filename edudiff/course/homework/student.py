@@ -18,7 +18,7 @@ from pathlib import Path
 
 import nbformat
 
-from ..utils import atomic_write
+from ...utils import atomic_write
 from .markers import SOLUTION, TEXT_STUB, MarkerError, check_notebook, grade_id_of, marker_regions
 
 __all__ = ["student_version", "read_notebook", "write_notebook", "collect", "write_student_versions"]

@@ -1,4 +1,4 @@
-"""The instructors' command line: ``python -m edudiff.homework check|student|grade`` (see ``--help``)."""
+"""The instructors' command line: ``python -m edudiff homework check|student|grade`` (see ``--help``)."""
 
 from __future__ import annotations
 
@@ -14,15 +14,15 @@ __all__ = ["main"]
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m edudiff.homework",
+        prog="python -m edudiff homework",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Homework tools for instructors. Exercises use nbgrader's markers: '### BEGIN SOLUTION' /\n"
         "'### END SOLUTION' around the answer, '### BEGIN HIDDEN TESTS' / '### END HIDDEN TESTS'\n"
         "around extra checks; each alone on its line, balanced, never nested.",
         epilog="examples:\n"
-        "  python -m edudiff.homework check notebooks/\n"
-        "  python -m edudiff.homework student notebooks/ build/student/\n"
-        "  python -m edudiff.homework grade alice/02_closed_form_jump.ipynb \\\n"
+        "  python -m edudiff homework check notebooks/\n"
+        "  python -m edudiff homework student notebooks/ build/student/\n"
+        "  python -m edudiff homework grade alice/02_closed_form_jump.ipynb \\\n"
         "      --source notebooks/02_closed_form_jump.ipynb\n\n"
         "exit status: 0 on success; 1 if a notebook is refused or (grade) a check fails.",
     )

@@ -11,14 +11,14 @@ with ``nbgrader generate_assignment``. In a code cell::
 
 Modules: :mod:`.markers` (parse and validate markers; which cells are exercises and checks),
 :mod:`.student` (student versions), :mod:`.grading` (run a submission with the checks put back),
-:mod:`.cli` (the command line). What students' check cells use lives in :mod:`edudiff.checks`
+:mod:`.cli` (the command line). What students' check cells use lives in :mod:`edudiff.course.checks`
 (``check_close``, ``references_blocked``), re-exported here for old notebooks.
 
-Command line (``python -m edudiff.homework --help``)::
+Command line (``python -m edudiff homework --help``)::
 
-    python -m edudiff.homework check notebooks/                        # validate markers only
-    python -m edudiff.homework student notebooks/ build/student/       # write student versions
-    python -m edudiff.homework grade submitted.ipynb --source notebooks/02_closed_form_jump.ipynb
+    python -m edudiff homework check notebooks/                        # validate markers only
+    python -m edudiff homework student notebooks/ build/student/       # write student versions
+    python -m edudiff homework grade submitted.ipynb --source notebooks/02_closed_form_jump.ipynb
 
 The property "the student version fails exactly in the exercises" is nbgrader's ``validate --invert``;
 tests/test_homework.py checks it for every notebook in notebooks/, and that a submission which only

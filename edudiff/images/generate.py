@@ -14,16 +14,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._validate import check_positive_int
-from .checkpoint import load_model
-from .config import default_device
-from .data import DATASET_SHAPES, dataset_key
+from .._validate import check_positive_int
+from ..config import default_device
+from ..data import DATASET_SHAPES, dataset_key
+from ..nn.checkpoint import load_model
+from ..sampling import ddim_sample, sample
+from ..schedules import Schedule
+from ..utils import atomic_write, model_device
 from .imageio import save_image_grid
-from .sampling import ddim_sample, sample
-from .schedules import Schedule
-from .utils import model_device
 
-__all__ = ["sample_images", "denoising_strip", "sample_parser", "main_sample"]
+__all__ = ["sample_images", "denoising_strip", "parse_labels", "labels_path", "sample_parser", "main_sample"]
+
+
+def labels_path(tensor_path) -> Path:
+    """Where ``python -m edudiff sample --save-tensor F --labels ...`` writes the labels: ``F``'s name + ``.labels.pt``
+    (``samples.pt`` -> ``samples.labels.pt``)."""
+    p = Path(tensor_path)
+    return p.with_name(p.stem + ".labels.pt")
 
 
 def _check_ddim_steps(ddim_steps: int | None, T: int) -> int | None:
@@ -47,8 +54,13 @@ def sample_images(
     device=None,
     batch_size: int = 256,
     progress: bool = False,
+    labels=None,
+    guidance_scale: float = 1.0,
 ) -> torch.Tensor:
     """Draw ``n`` images from an eps-model; returns a float32 CPU tensor (n, C, H, W) in [-1, 1].
+
+    ``labels``: for a class-conditional model, the class of each image, a LongTensor (n,) (or an int for all);
+    ``guidance_scale``: classifier-free guidance scale s (:mod:`edudiff.guidance`; 1 = plain conditional).
 
     ``ddim_steps``: DDIM (:func:`edudiff.ddim_sample`) with that many steps and ``eta``; None =
     Algorithm 2 (:func:`edudiff.sample`, all T steps, sigma_t^2 = beta_t). Both clip the predicted x_0
@@ -59,9 +71,14 @@ def sample_images(
     ddim_steps = _check_ddim_steps(ddim_steps, schedule.T)
     device = model_device(model, device, fallback=default_device())
     gen = torch.Generator(device=device).manual_seed(int(seed))
+    labels = _label_batch(labels, n)
     outs = []
     for start in range(0, n, batch_size):
         shape = (min(batch_size, n - start), *tuple(image_shape))
+        guide = {
+            "labels": None if labels is None else labels[start : start + shape[0]].to(device),
+            "guidance_scale": guidance_scale,
+        }
         if ddim_steps is not None:
             x = ddim_sample(
                 schedule,
@@ -73,13 +90,49 @@ def sample_images(
                 generator=gen,
                 device=device,
                 progress=progress,
+                **guide,
             )
         else:
             x = sample(
-                schedule, model, shape, var_type="beta", clip_x0=True, generator=gen, device=device, progress=progress
+                schedule,
+                model,
+                shape,
+                var_type="beta",
+                clip_x0=True,
+                generator=gen,
+                device=device,
+                progress=progress,
+                **guide,
             )
         outs.append(x.float().clamp(-1, 1).cpu())
     return torch.cat(outs)
+
+
+def _label_batch(labels, n: int) -> torch.Tensor | None:
+    """``labels`` as a LongTensor (n,) on the CPU (an int is repeated), or None."""
+    if labels is None:
+        return None
+    if isinstance(labels, int) and not isinstance(labels, bool):
+        return torch.full((n,), labels, dtype=torch.long)
+    labels = torch.as_tensor(labels)
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool or labels.shape != (n,):
+        raise ValueError(f"labels must be n={n} integer class labels (shape ({n},)) or one int; got {labels!r}")
+    return labels.long().cpu()
+
+
+def parse_labels(text: str, n: int, num_classes: int) -> torch.Tensor:
+    """The ``--labels`` option: ``"all"`` = the classes in turn (0, 1, ..., K-1, 0, 1, ...: an equal share of the n
+    images each), or comma-separated labels repeated in turn to n, e.g. ``"7"`` or ``"0,1,2"``."""
+    if text.strip().lower() == "all":
+        return torch.arange(n) % num_classes
+    try:
+        given = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--labels must be 'all' or comma-separated class labels like 0,1,7; got {text!r}") from None
+    bad = [v for v in given if not 0 <= v < num_classes]
+    if not given or bad:
+        raise ValueError(f"--labels must name classes in 0..{num_classes - 1}; got {text!r}")
+    return torch.tensor(given, dtype=torch.long).repeat(n // len(given) + 1)[:n]
 
 
 @torch.no_grad()
@@ -98,7 +151,7 @@ def denoising_strip(
     Runs Algorithm 2 (``ddim_steps=None``, all T steps) or DDIM with ``ddim_steps`` steps, with
     x_0 clipping, and keeps x_t at timesteps evenly spread from T down to 0. Returns ``(frames,
     timesteps)``: frames (num_frames, n, C, H, W) float32 on the CPU, clamped to [-1, 1] for display,
-    and the timestep of each frame (first T, last 0). Plot with :func:`edudiff.plots.plot_denoising_strip`.
+    and the timestep of each frame (first T, last 0). Plot with :func:`edudiff.course.plots.plot_denoising_strip`.
     """
     device = model_device(model, device, fallback=default_device())
     check_positive_int(num_frames, "num_frames", minimum=2, fix="(x_T and x_0 at least)")
@@ -143,7 +196,21 @@ def sample_parser(prog: str = "python -m edudiff sample") -> argparse.ArgumentPa
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise")
     p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of their EMA")
     p.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
-    p.add_argument("--save-tensor", help="also save the images as a .pt tensor (values in [-1, 1])")
+    p.add_argument(
+        "--save-tensor",
+        help="also save the images as a .pt tensor (values in [-1, 1]); with --labels, the labels go beside it, "
+        "in <name>.labels.pt",
+    )
+    p.add_argument(
+        "--labels",
+        help="class-conditional models: 'all' (each class in turn) or labels like 7 or 0,1,2 (repeated to --n)",
+    )
+    p.add_argument(
+        "--guidance-scale",
+        type=float,
+        default=1.0,
+        help="classifier-free guidance scale s (1 = plain conditional, default; Ho & Salimans' w = s - 1)",
+    )
     return p
 
 
@@ -158,15 +225,34 @@ def main_sample(argv: list[str], prog: str = "python -m edudiff sample") -> int:
         parser.error(f"--ddim-steps must lie in 0..T={schedule.T}, got {args.ddim_steps}")
     ddim_steps = args.ddim_steps or None  # 0 on the command line = Algorithm 2
     shape = (model.config.in_channels, *DATASET_SHAPES[dataset_key(state["config"].get("dataset", "mnist"))][1:])
+    labels = None
+    if args.labels is not None:
+        if model.config.num_classes is None:
+            parser.error(f"--labels: {args.ckpt} is an unconditional model; it takes no labels")
+        labels = parse_labels(args.labels, args.n, model.config.num_classes)
+    elif args.guidance_scale != 1.0:
+        parser.error("--guidance-scale needs --labels (the classes to guide towards)")
     t0 = time.perf_counter()
     x = sample_images(
-        model, schedule, args.n, shape, ddim_steps=ddim_steps, eta=args.eta, seed=args.seed, progress=True
+        model,
+        schedule,
+        args.n,
+        shape,
+        ddim_steps=ddim_steps,
+        eta=args.eta,
+        seed=args.seed,
+        progress=True,
+        labels=labels,
+        guidance_scale=args.guidance_scale,
     )
     path = save_image_grid(x, args.out, nrow=args.nrow or max(1, int(round(math.sqrt(args.n)))))
     if args.save_tensor:
-        Path(args.save_tensor).parent.mkdir(parents=True, exist_ok=True)
-        torch.save(x, args.save_tensor)
+        atomic_write(args.save_tensor, lambda f: torch.save(x, f))
+        if labels is not None:
+            atomic_write(labels_path(args.save_tensor), lambda f: torch.save(labels, f))
     how = f"DDIM, {ddim_steps} steps" if ddim_steps else f"Algorithm 2, {schedule.T} steps"
+    if labels is not None:
+        how += f", labels {args.labels}, guidance scale {args.guidance_scale:g}"
     print(
         f"wrote {args.n} samples ({how}, {'EMA' if not args.no_ema else 'raw'} weights of step "
         f"{state.get('step')}) to {path} in {time.perf_counter() - t0:.1f} s"

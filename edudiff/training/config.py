@@ -9,11 +9,12 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from . import unet
-from ._validate import check_positive_int
-from .data import DATASET_SHAPES, DATASETS, dataset_key
+from .._validate import check_positive_int
+from ..data import DATASET_SHAPES, DATASETS, dataset_key
+from ..nn.unet import UNet
+from ..nn.unet_config import PRESETS, UNetConfig
+from ..schedules import Schedule
 from .recipes import choose_mode, recipe
-from .schedules import Schedule
 
 __all__ = ["LR_DECAYS", "NOISE_SCHEDULES", "TrainConfig", "unet_config_for", "build_model"]
 
@@ -39,11 +40,11 @@ class TrainConfig:
     see :func:`edudiff.data_root`), ``download``, ``limit`` (use only the first ``limit`` training
     images), ``hflip`` (random horizontal flips; None = on for CIFAR-10 only, as in the paper).
 
-    Model: ``preset`` (a key of :data:`edudiff.unet.PRESETS`), ``unet`` (a dict of
-    :class:`~edudiff.unet.UNetConfig` fields overriding the preset, e.g. ``{"dropout": 0.0}``).
+    Model: ``preset`` (a key of :data:`edudiff.nn.PRESETS`), ``unet`` (a dict of
+    :class:`~edudiff.nn.UNetConfig` fields overriding the preset, e.g. ``{"dropout": 0.0}``).
 
     Conditioning: ``num_classes`` (None = an unconditional model, as in the paper; an int K = a class-conditional
-    U-Net that takes the dataset's labels, :attr:`edudiff.unet.UNetConfig.num_classes`; K must be the dataset's
+    U-Net that takes the dataset's labels, :attr:`edudiff.nn.UNetConfig.num_classes`; K must be the dataset's
     number of classes, :meth:`class_conditional` fills it in) and ``label_dropout`` (the probability p_uncond
     with which a training label is replaced by the null label, Ho & Salimans 2022, Algorithm 1; 0.1 by default,
     so that the same network also learns eps(x_t, null) for classifier-free guidance).
@@ -60,7 +61,7 @@ class TrainConfig:
     number gamma = each t's eps error weighted by min(SNR_t, gamma)/SNR_t, Min-SNR-gamma, Hang et al. 2023 --
     :func:`edudiff.losses.loss_min_snr`; the logged loss stays L_simple either way, so curves compare).
     ``minutes``: a budget of training time
-    (None = none): the run stops cleanly once this call of :func:`~edudiff.train.train` has trained that
+    (None = none): the run stops cleanly once this call of :func:`~edudiff.training.train` has trained that
     long -- a checkpoint is written and ``resume=True`` continues, with a new budget of ``minutes``.
 
     Output: ``out`` (run folder; None = write nothing), ``ckpt_every`` / ``sample_every`` /
@@ -70,7 +71,7 @@ class TrainConfig:
 
     Speed: ``device`` (None = :func:`edudiff.default_device`), ``compile``, ``channels_last``
     (None = on CUDA only), ``bf16`` (bf16 autocast; None = on CUDA only, True = on CUDA and on the CPU,
-    False = off). ``seed`` seeds everything (:func:`~edudiff.train.train` re-seeds torch's global
+    False = off). ``seed`` seeds everything (:func:`~edudiff.training.train` re-seeds torch's global
     generator, which dropout draws from).
     """
 
@@ -112,7 +113,7 @@ class TrainConfig:
 
     @classmethod
     def recommended(cls, dataset: str = "mnist", fast: bool | None = None, device=None, **overrides) -> TrainConfig:
-        """The recipe for ``dataset`` (:data:`edudiff.recipes.RECIPES`), with ``overrides`` replacing any field.
+        """The recipe for ``dataset`` (:data:`edudiff.training.recipes.RECIPES`), ``overrides`` replacing any field.
 
         The row is the "fast" one when ``fast`` (default :func:`edudiff.fast_mode`), else "gpu" when
         ``device`` (default: ``overrides["device"]``, else :func:`edudiff.default_device`) is CUDA, else "cpu".
@@ -133,8 +134,8 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Raise a ValueError naming the field if a value is out of range; returns self."""
         self.dataset = dataset_key(self.dataset, "dataset")
-        if self.preset not in unet.PRESETS:
-            raise ValueError(f"preset must be one of {', '.join(unet.PRESETS)}; got {self.preset!r}")
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(PRESETS)}; got {self.preset!r}")
         for name in ("steps", "batch_size", "T"):
             check_positive_int(getattr(self, name), name)
         for name in ("warmup", "ckpt_every", "snapshot_every", "sample_every", "log_every", "n_samples", "seed"):
@@ -230,16 +231,16 @@ class TrainConfig:
         return cls(**{k: v for k, v in fields.items() if k in names})
 
 
-def unet_config_for(config: TrainConfig) -> unet.UNetConfig:
-    """The :class:`~edudiff.unet.UNetConfig` of a run: the preset, with ``config.unet`` overrides,
+def unet_config_for(config: TrainConfig) -> UNetConfig:
+    """The :class:`~edudiff.nn.UNetConfig` of a run: the preset, with ``config.unet`` overrides,
     checked against the dataset's image shape."""
-    if config.preset not in unet.PRESETS:
-        raise ValueError(f"preset must be one of {', '.join(unet.PRESETS)}; got {config.preset!r}")
+    if config.preset not in PRESETS:
+        raise ValueError(f"preset must be one of {', '.join(PRESETS)}; got {config.preset!r}")
     overrides = dict(config.unet or {})
     if config.num_classes is not None:
         overrides["num_classes"] = config.num_classes
     try:
-        unet_config = unet.PRESETS[config.preset](**overrides)
+        unet_config = PRESETS[config.preset](**overrides)
     except TypeError as err:
         raise ValueError(f"unet overrides {config.unet!r} do not fit UNetConfig: {err}") from None
     key = dataset_key(config.dataset, "dataset")
@@ -258,7 +259,7 @@ def unet_config_for(config: TrainConfig) -> unet.UNetConfig:
     return unet_config
 
 
-def build_model(config: TrainConfig | unet.UNetConfig) -> unet.UNet:
-    """A fresh :class:`~edudiff.unet.UNet` for a run's config (or a UNetConfig), on the CPU."""
-    unet_config = config if isinstance(config, unet.UNetConfig) else unet_config_for(config)
-    return unet.UNet(unet_config)
+def build_model(config: TrainConfig | UNetConfig) -> UNet:
+    """A fresh :class:`~edudiff.nn.UNet` for a run's config (or a UNetConfig), on the CPU."""
+    unet_config = config if isinstance(config, UNetConfig) else unet_config_for(config)
+    return UNet(unet_config)

@@ -1,5 +1,5 @@
 """The small pieces of a training run: seeds, the data order, the EMA, stopping on a signal, the progress
-bar, and what :func:`edudiff.train.train` hands back.
+bar, and what :func:`edudiff.training.train` hands back.
 
 Taught in: notebooks/06_unet_mnist.ipynb (EMA, resuming) and notebooks/07_cifar10.ipynb.
 """
@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .data import DATASET_SHAPES, load_dataset
-from .schedules import Schedule
-from .unet import UNetConfig
-from .utils import atomic_write, progress_bar
+from ..data import DATASET_SHAPES, load_dataset
+from ..nn.unet_config import UNetConfig
+from ..schedules import Schedule
+from ..utils import atomic_write, progress_bar
 
 __all__ = [
     "SEED_MODEL_INIT",
@@ -137,10 +137,10 @@ class TrainState:
 
 @dataclass
 class TrainResult:
-    """What :func:`edudiff.train.train` returns.
+    """What :func:`edudiff.training.train` returns.
 
     ``model`` (the trained weights) and ``ema`` (their moving average: sample from this one) are
-    plain :class:`~edudiff.unet.UNet` modules on the training device; ``losses`` is the loss of
+    plain :class:`~edudiff.nn.UNet` modules on the training device; ``losses`` is the loss of
     every step from step 1 (float32, on the CPU; continued across resumes); ``images_per_sec`` is
     the training throughput of this call (all processes, sampling and checkpointing excluded).
     ``stop_reason``: None (all steps done), "callback", "time budget" or "another process" (DDP).

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .config import default_device
+from ..config import default_device
 
 __all__ = [
     "DistInfo",

@@ -1,0 +1,131 @@
+r"""Guidance: steering the samplers towards a class, one hook for every sampler.
+
+**Classifier-free guidance** (Ho & Salimans 2022, eq. 6). A class-conditional eps-model trained with label
+dropout predicts both :math:`\epsilon_\theta(x_t, y)` and the unconditional :math:`\epsilon_\theta(x_t, \varnothing)`
+(the null label). Sampling uses
+
+.. math:: \tilde\epsilon = \epsilon_\theta(x_t, \varnothing) + s\,\big(\epsilon_\theta(x_t, y)
+          - \epsilon_\theta(x_t, \varnothing)\big)
+          = (1 + w)\,\epsilon_\theta(x_t, y) - w\,\epsilon_\theta(x_t, \varnothing)
+
+with the **guidance scale** ``s`` in the diffusers sense (``guidance_scale``); Ho & Salimans write the same rule with
+:math:`w = s - 1` (their :math:`w = 0` is plain conditional sampling). ``s = 1`` is plain conditional sampling and
+costs one network call; ``s = 0`` is unconditional sampling; ``s > 1`` pushes away from the unconditional prediction
+and costs one batched call of twice the batch.
+
+Since :math:`\epsilon = -\sqrt{1-\bar\alpha_t}\,\nabla\log p(x_t)`, the guided eps is the eps of the score
+:math:`\nabla\log p(x_t) + s\,\nabla\log p(y|x_t)` (Bayes: :math:`\nabla\log p(x_t|y) = \nabla\log p(x_t)
++ \nabla\log p(y|x_t)`), i.e. the score of the "tilted" density :math:`p(x_t|y)^s p(x_t)^{1-s}` at each t -- which
+is in general *not* the noised version of the tilted data density, so the samples need not follow
+:math:`p(x_0|y)^s p(x_0)^{1-s}` (notebooks/08_conditional_guidance.ipynb measures by how much).
+
+A model here is any callable ``model(x_t, t, y=None)``; ``y=None`` means the null label. :func:`guided_model` turns it
+into the plain ``model(x_t, t)`` the samplers call (:func:`edudiff.sampling.sample`,
+:func:`~edudiff.sampling.ddim_sample`, :meth:`edudiff.sampling.DDPMScheduler.model_output` all take ``labels=`` and
+``guidance_scale=``).
+
+Taught in: notebooks/08_conditional_guidance.ipynb.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["cfg_eps", "ClassifierFreeGuidance", "guided_model", "model_null_label"]
+
+
+def cfg_eps(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+    r"""Classifier-free guidance: :math:`\epsilon(x, \varnothing) + s\,(\epsilon(x, y) - \epsilon(x, \varnothing))`.
+
+    ``eps_cond`` and ``eps_uncond`` have the same shape (B, ...); ``guidance_scale`` is s (Ho & Salimans' w = s - 1).
+    """
+    if eps_cond.shape != eps_uncond.shape:
+        raise ValueError(
+            f"eps_cond {tuple(eps_cond.shape)} and eps_uncond {tuple(eps_uncond.shape)} must have the same shape"
+        )
+    return eps_uncond + guidance_scale * (eps_cond - eps_uncond)
+
+
+def model_null_label(model) -> int | None:
+    """The null label of a class-conditional model (``model.null_label``, e.g. 10 for MNIST), or None when the model
+    does not say (a plain callable, whose ``y=None`` is its null label)."""
+    return getattr(model, "null_label", None)
+
+
+def _is_unconditional(model) -> bool:
+    """True for a model that says it takes no labels: an edudiff UNet with ``config.num_classes=None``."""
+    config = getattr(model, "config", None)
+    return config is not None and hasattr(config, "num_classes") and config.num_classes is None
+
+
+def _check_scale(guidance_scale) -> float:
+    if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)):
+        raise TypeError(f"guidance_scale must be a number (1 = plain conditional sampling), got {guidance_scale!r}")
+    s = float(guidance_scale)
+    if not math.isfinite(s) or s < 0:
+        raise ValueError(
+            f"guidance_scale must be a finite number >= 0 (0 = unconditional, 1 = conditional, > 1 = guided), got {s}"
+        )
+    return s
+
+
+class ClassifierFreeGuidance:
+    r"""``model(x_t, t) -> eps~``: a class-conditional ``model(x_t, t, y)`` guided towards ``labels`` at scale ``s``.
+
+    ``labels``: a LongTensor (B,) of class labels for the batch, or an int for all rows. With ``s = 1`` one call
+    ``model(x, t, y=labels)``; otherwise one call on the batch doubled, ``[x; x]`` with labels ``[labels; null]``
+    (two calls if the model does not name its null label).
+    """
+
+    def __init__(self, model, labels, guidance_scale: float = 1.0):
+        self.model, self.labels, self.guidance_scale = model, labels, _check_scale(guidance_scale)
+        self.null_label = model_null_label(model)
+
+    def _labels_for(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.labels
+        if isinstance(y, int) and not isinstance(y, bool):
+            y = torch.full((x.shape[0],), y, dtype=torch.long)
+        if not isinstance(y, torch.Tensor):
+            raise TypeError(f"labels must be a LongTensor (B,) or an int, got {type(y).__name__}")
+        if y.ndim != 1 or y.shape[0] != x.shape[0]:
+            raise ValueError(f"labels must have shape (B,) = ({x.shape[0]},), one per sample; got {tuple(y.shape)}")
+        return y.to(x.device)
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        y = self._labels_for(x)
+        s = self.guidance_scale
+        if s == 1.0:
+            return self.model(x, t, y=y)
+        if s == 0.0:
+            return self.model(x, t, y=None)
+        if self.null_label is None:
+            return cfg_eps(self.model(x, t, y=y), self.model(x, t, y=None), s)
+        null = torch.full_like(y, self.null_label)
+        eps = self.model(torch.cat([x, x]), torch.cat([t, t]), y=torch.cat([y, null]))
+        eps_cond, eps_uncond = eps.chunk(2)
+        return cfg_eps(eps_cond, eps_uncond, s)
+
+
+def guided_model(model, labels=None, guidance_scale: float = 1.0):
+    """The ``model(x_t, t)`` a sampler calls: ``model`` itself when no labels are asked for (an unconditional model,
+    or a conditional one sampled with its null label), else :class:`ClassifierFreeGuidance`.
+
+    Raises a ValueError naming the argument when labels or a guidance scale other than 1 are asked of a model that
+    takes no labels, or a guidance scale without labels.
+    """
+    s = _check_scale(guidance_scale)
+    if labels is None:
+        if s != 1.0:
+            raise ValueError(
+                f"guidance_scale={guidance_scale} needs labels (the classes to guide towards); pass labels=..., "
+                f"or leave guidance_scale at 1 for unconditional sampling"
+            )
+        return model
+    if _is_unconditional(model):
+        raise ValueError(
+            "labels (and guidance) were asked of an unconditional model (config.num_classes is None); sample it "
+            "without labels, or train a class-conditional model (python -m edudiff train --class-conditional)"
+        )
+    return ClassifierFreeGuidance(model, labels, s)
