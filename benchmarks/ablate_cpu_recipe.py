@@ -20,8 +20,9 @@ from pathlib import Path
 
 import torch
 
+from edudiff.images import sample_images
 from edudiff.images.evaluate import load_or_train_classifier, mnist_sample_quality
-from edudiff.training import TrainConfig, build_model, sample_images, train
+from edudiff.training import TrainConfig, build_model, train
 
 
 def main(argv=None) -> int:

@@ -31,9 +31,10 @@ import time
 
 import torch
 
+from edudiff.images import sample_images
 from edudiff.images.evaluate import format_quality, load_or_train_classifier, mnist_sample_quality
-from edudiff.nn import count_parameters
-from edudiff.training import PRESETS, TrainConfig, sample_images, train
+from edudiff.nn import PRESETS, count_parameters
+from edudiff.training import TrainConfig, train
 from edudiff.training.config import NOISE_SCHEDULES
 
 

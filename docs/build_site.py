@@ -1,4 +1,4 @@
-"""Build the course website (`make site`): the seven notebooks as student versions, executed, plus a home
+"""Build the course website (`make site`): the notebooks as student versions, executed, plus a home
 page, the API reference and the instructor guide, rendered by Sphinx + myst-nb into a static, offline site.
 
 Steps (everything lands under build/; nothing in the repository is modified):
@@ -43,7 +43,11 @@ sys.path.insert(0, str(REPO))  # this checkout's edudiff, whatever the environme
 DOCS = REPO / "docs"
 NOTEBOOKS = REPO / "notebooks"
 #: The environment each notebook runs in on the site (the others: full mode, EDUDIFF_FAST unset).
-SITE_ENV = {"06_unet_mnist": {"EDUDIFF_PRETRAINED": "1"}, "07_cifar10": {"EDUDIFF_FAST": "1"}}
+SITE_ENV = {
+    "06_unet_mnist": {"EDUDIFF_PRETRAINED": "1"},
+    "07_cifar10": {"EDUDIFF_FAST": "1"},
+    "08_conditional_guidance": {"EDUDIFF_PRETRAINED": "1"},
+}
 ALLOWED_ERRORS = {"NotImplementedError", "AssertionError", "NameError"}  # in exercise and check cells only
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 REEXPORTING_MODULES = ("edudiff", "edudiff.data", "edudiff.nn", "edudiff.images", "edudiff.training", "edudiff.course")
@@ -54,11 +58,13 @@ FAST_NOTE = """```{note}
 tests train in a few minutes, so the samples and numbers below are far from what the full configuration reaches
 on a GPU.
 ```"""
-PRETRAINED_NOTE = """```{note}
+PRETRAINED_NOTE = """```{{note}}
 **Run with the course's weights.** This page was executed with `EDUDIFF_PRETRAINED=1`: instead of training, it loads
-the weights shipped with the package (`edudiff.pretrained.load("mnist")`, trained with the CPU recipe; see the
-model card `edudiff/pretrained/mnist.md`), then samples and scores them. Unset the variable to train them yourself.
+the weights shipped with the package (`edudiff.pretrained.load("{weights}")`, trained on a CPU; see the
+model card `edudiff/pretrained/{weights}.md`), then samples and scores them. Unset the variable to train them yourself.
 ```"""
+#: The shipped weights each pretrained page loads.
+PRETRAINED_WEIGHTS = {"06_unet_mnist": "mnist", "08_conditional_guidance": "mnist_cond"}
 
 
 def log(msg: str) -> None:
@@ -193,7 +199,7 @@ def prepare_page(nb, name: str, env: dict):
     if env.get("EDUDIFF_FAST") == "1":
         extra.append(new_markdown_cell(FAST_NOTE))
     if env.get("EDUDIFF_PRETRAINED") == "1":
-        extra.append(new_markdown_cell(PRETRAINED_NOTE))
+        extra.append(new_markdown_cell(PRETRAINED_NOTE.format(weights=PRETRAINED_WEIGHTS[name])))
     for c in extra:
         c.metadata["tags"] = ["edudiff-site"]
     nb.cells[1:1] = extra

@@ -516,6 +516,10 @@ CHEATS = {
         "return edudiff.sample(schedule, model, shape=(n,), var_type='beta', dtype=torch.float64, generator=generator)"
     ),
     "nb06_timestep_embedding": "return timestep_embedding(t, dim)",
+    "nb08_guided_eps": "return ClassifierFreeGuidance(model, y, s)(x, t)",
+    "nb08_drop_labels": (
+        "from edudiff.training.parts import drop_labels\nreturn drop_labels(y, p_uncond, null_label, generator, len(y))"
+    ),
     "nb07_ema_update": (
         "as_module = lambda ts: torch.nn.ParameterList([torch.nn.Parameter(x.detach(), requires_grad=False) "
         "for x in ts])\nema_update(as_module(ema_params), as_module(params), decay)"

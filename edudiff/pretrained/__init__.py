@@ -136,17 +136,38 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, command: str =
     return md5sum(out)
 
 
-def score(name: str = "mnist", n: int = 1000, ddim_steps: int = 25, seed: int = 0, root=None, cache_dir=None) -> dict:
+def score(
+    name: str = "mnist",
+    n: int = 1000,
+    ddim_steps: int = 25,
+    seed: int = 0,
+    root=None,
+    cache_dir=None,
+    guidance_scale: float = 1.0,
+) -> dict:
     """Sample ``n`` digits from the shipped model with DDIM and score them with the project's classifier
     (:func:`edudiff.images.evaluate.mnist_sample_quality`, 800-step classifier); the result is stored under
-    ``"scores"`` in the card's data file and returned."""
+    ``"scores"`` in the card's data file and returned. A class-conditional model draws the ten digits in turn
+    (``n / 10`` each) at ``guidance_scale`` and is also scored on the class match (the share classified as the digit
+    asked for with p > 0.9)."""
     from ..images.evaluate import load_or_train_classifier, mnist_sample_quality
     from ..images.generate import sample_images
 
     model, schedule, info = load(name, device="cpu")
     clf, clf_info = load_or_train_classifier(cache_dir=cache_dir, steps=800, root=root, device="cpu")
-    x = sample_images(model, schedule, n, (1, 28, 28), ddim_steps=ddim_steps, seed=seed, device="cpu")
-    q = mnist_sample_quality(x, clf, n_reference=10000, seed=seed, root=root)
+    labels = torch.arange(n) % 10 if model.config.num_classes is not None else None
+    x = sample_images(
+        model,
+        schedule,
+        n,
+        (1, 28, 28),
+        ddim_steps=ddim_steps,
+        seed=seed,
+        device="cpu",
+        labels=labels,
+        guidance_scale=guidance_scale if labels is not None else 1.0,
+    )
+    q = mnist_sample_quality(x, clf, n_reference=10000, seed=seed, root=root, labels=labels)
     scores = {
         "n_samples": n,
         "sampler": f"DDIM, {ddim_steps} steps, predicted x_0 clipped",
@@ -154,7 +175,15 @@ def score(name: str = "mnist", n: int = 1000, ddim_steps: int = 25, seed: int = 
         "classifier_test_accuracy": clf_info["test_accuracy"],
         **{f"{k}_{m}": q[k][m] for k in ("samples", "real_test", "noise") for m in ("confident_fraction", "fd")},
     }
-    info["scores"][f"ddim{ddim_steps}_n{n}"] = scores
+    key = f"ddim{ddim_steps}_n{n}"
+    if labels is not None:
+        scores.update(
+            guidance_scale=guidance_scale,
+            samples_class_match=q["samples"]["class_match"],
+            real_test_class_match=q["real_test"]["class_match"],
+        )
+        key += f"_s{guidance_scale:g}"
+    info["scores"][key] = scores
     atomic_write(HERE / _entry(name)["card"], (json.dumps(info, indent=1) + "\n").encode())
     return scores
 
@@ -182,17 +211,32 @@ def write_card(name: str = "mnist", notes: str = "") -> Path:
     rows = [f"| {k} | {v} |" for k, v in cfg.items() if k in _CARD_FIELDS]
     checkpoints = [i for i in range(0, len(losses), max(1, len(losses) // 8))] + [len(losses) - 1]
     loss_rows = [f"| {i + 1} | {losses[max(0, i - window + 1) : i + 1].mean():.4f} |" for i in checkpoints]
+    conditional = info["unet_config"].get("num_classes") is not None
     score_rows = []
     for sc in info.get("scores", {}).values():
+        match = (
+            f" {sc['guidance_scale']:g} | {sc['samples_class_match']:.3f} | {sc['real_test_class_match']:.3f} |"
+            if conditional
+            else ""
+        )
         score_rows.append(
-            f"| {sc['sampler']} | {sc['n_samples']} | {sc['samples_confident_fraction']:.3f} | "
+            f"| {sc['sampler']} | {sc['n_samples']} |{match} {sc['samples_confident_fraction']:.3f} | "
             f"{sc['samples_fd']:.1f} | {sc['real_test_confident_fraction']:.3f} | {sc['real_test_fd']:.1f} | "
             f"{sc['noise_fd']:.0f} |"
         )
+    match_head = " guidance scale s | class match | real test class match |" if conditional else ""
+    match_rule = "---:|---:|---:|" if conditional else ""
+    what = (
+        "The EMA weights of the course's class-conditional MNIST model (label dropout 0.1 for classifier-free "
+        "guidance), shipped so that notebook 08 (and its page on the course site) can draw digits on demand without "
+        f'training: `edudiff.pretrained.load("{name}")`, sampled with `labels=` and `guidance_scale=`.'
+        if conditional
+        else "The EMA weights of the course's MNIST CPU recipe, shipped so that notebook 06 (and its page on the "
+        f'course site) can show real samples without training: `edudiff.pretrained.load("{name}")`.'
+    )
     text = f"""# Model card: edudiff pretrained `{name}`
 
-The EMA weights of the course's MNIST CPU recipe, shipped so that notebook 06 (and its page on the course site)
-can show real samples without training: `edudiff.pretrained.load("{name}")`.
+{what}
 
 - **File**: `edudiff/pretrained/{entry["file"]}`, {path_of(name).stat().st_size:,} bytes, md5 `{entry["md5"]}`
   (checked on every load); float16 state dict, read with `torch.load(weights_only=True)`.
@@ -224,10 +268,15 @@ can show real samples without training: `edudiff.pretrained.load("{name}")`.
 The project's MNIST classifier (`edudiff.images.evaluate`, 800 steps): the share of samples classified with
 p > 0.9 ("confident") and the Fréchet distance of its 64 penultimate features to real training digits. The
 real test digits and uniform noise, at the same N, are the floor and the ceiling
-(`python -m edudiff.pretrained score {name}`).
+(`python -m edudiff.pretrained score {name}`).{
+        " The class match is the share of samples classified as the digit "
+        "they were asked for with p > 0.9; for real test digits, against their true labels."
+        if conditional
+        else ""
+    }
 
-| sampler | N | samples confident | samples FD | real test confident | real test FD | noise FD |
-|---|---:|---:|---:|---:|---:|---:|
+| sampler | N |{match_head} samples confident | samples FD | real test confident | real test FD | noise FD |
+|---|---:|{match_rule}---:|---:|---:|---:|---:|
 {chr(10).join(score_rows)}
 {notes}
 """
@@ -246,6 +295,9 @@ _CARD_FIELDS = (
     "grad_clip",
     "ema_decay",
     "min_snr_gamma",
+    "num_classes",
+    "label_dropout",
+    "lr_decay",
     "T",
     "beta_1",
     "beta_T",

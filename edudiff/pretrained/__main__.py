@@ -28,6 +28,7 @@ def main(argv=None) -> int:
     s.add_argument("--n", type=int, default=1000, help="samples (default 1000)")
     s.add_argument("--ddim-steps", type=int, default=25, help="DDIM steps (default 25)")
     s.add_argument("--cache-dir", help="where the classifier is cached (default <data root>/edudiff_cache)")
+    s.add_argument("--guidance-scale", type=float, default=1.0, help="class-conditional models: the scale s")
     c = sub.add_parser("card", help="render NAME.md (and NAME_loss.png) from the card's data file")
     c.add_argument("name", nargs="?", default="mnist")
     c.add_argument("--notes", default="", help="a Markdown file appended to the card")
@@ -39,7 +40,14 @@ def main(argv=None) -> int:
         notes = Path(args.notes).read_text(encoding="utf-8") if args.notes else ""
         print(write_card(args.name, notes="\n" + notes if notes else ""))
     else:
-        print(json.dumps(score(args.name, n=args.n, ddim_steps=args.ddim_steps, cache_dir=args.cache_dir), indent=1))
+        scores = score(
+            args.name,
+            n=args.n,
+            ddim_steps=args.ddim_steps,
+            cache_dir=args.cache_dir,
+            guidance_scale=args.guidance_scale,
+        )
+        print(json.dumps(scores, indent=1))
     return 0
 
 
