@@ -24,6 +24,15 @@ into the plain ``model(x_t, t)`` the samplers call (:func:`edudiff.sampling.samp
 :func:`~edudiff.sampling.ddim_sample`, :meth:`edudiff.sampling.DDPMScheduler.model_output` all take ``labels=`` and
 ``guidance_scale=``).
 
+**Classifier guidance** (Dhariwal & Nichol 2021, sec. 4) steers an *unconditional* model with the gradient of a
+classifier of noisy images :math:`p_\phi(y|x_t, t)`, trained separately: the paper shifts the ancestral step's mean by
+:math:`s\,\Sigma\,\nabla\log p_\phi(y|x_t)`, and for DDIM uses the eps-form
+:math:`\hat\epsilon = \epsilon_\theta(x_t) - \sqrt{1-\bar\alpha_t}\,s\,\nabla\log p_\phi(y|x_t)`.
+:class:`ClassifierGuidance` is the eps-form, used by every sampler here through the same hook; in Algorithm 2 it
+shifts the mean by :math:`\frac{\beta_t}{\sqrt{\alpha_t}}\,s\,\nabla\log p_\phi`, i.e. the paper's
+:math:`\Sigma = \beta_t` times :math:`1/\sqrt{\alpha_t}` (at most 1.0102 for the linear schedule).
+With the exact classifier, both guidances give the same eps: the scaled score above.
+
 Taught in: notebooks/08_conditional_guidance.ipynb.
 """
 
@@ -33,7 +42,14 @@ import math
 
 import torch
 
-__all__ = ["cfg_eps", "ClassifierFreeGuidance", "guided_model", "model_null_label"]
+__all__ = [
+    "cfg_eps",
+    "label_batch",
+    "ClassifierFreeGuidance",
+    "ClassifierGuidance",
+    "guided_model",
+    "model_null_label",
+]
 
 
 def cfg_eps(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, guidance_scale: float) -> torch.Tensor:
@@ -71,6 +87,18 @@ def _check_scale(guidance_scale) -> float:
     return s
 
 
+def label_batch(labels, x: torch.Tensor) -> torch.Tensor:
+    """``labels`` as a LongTensor (B,) on x's device for the batch ``x`` (B, ...): an int is repeated."""
+    y = labels
+    if isinstance(y, int) and not isinstance(y, bool):
+        y = torch.full((x.shape[0],), y, dtype=torch.long)
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"labels must be a LongTensor (B,) or an int, got {type(y).__name__}")
+    if y.ndim != 1 or y.shape[0] != x.shape[0]:
+        raise ValueError(f"labels must have shape (B,) = ({x.shape[0]},), one per sample; got {tuple(y.shape)}")
+    return y.to(x.device)
+
+
 class ClassifierFreeGuidance:
     r"""``model(x_t, t) -> eps~``: a class-conditional ``model(x_t, t, y)`` guided towards ``labels`` at scale ``s``.
 
@@ -83,18 +111,8 @@ class ClassifierFreeGuidance:
         self.model, self.labels, self.guidance_scale = model, labels, _check_scale(guidance_scale)
         self.null_label = model_null_label(model)
 
-    def _labels_for(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.labels
-        if isinstance(y, int) and not isinstance(y, bool):
-            y = torch.full((x.shape[0],), y, dtype=torch.long)
-        if not isinstance(y, torch.Tensor):
-            raise TypeError(f"labels must be a LongTensor (B,) or an int, got {type(y).__name__}")
-        if y.ndim != 1 or y.shape[0] != x.shape[0]:
-            raise ValueError(f"labels must have shape (B,) = ({x.shape[0]},), one per sample; got {tuple(y.shape)}")
-        return y.to(x.device)
-
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        y = self._labels_for(x)
+        y = label_batch(self.labels, x)
         s = self.guidance_scale
         if s == 1.0:
             return self.model(x, t, y=y)
@@ -108,14 +126,51 @@ class ClassifierFreeGuidance:
         return cfg_eps(eps_cond, eps_uncond, s)
 
 
-def guided_model(model, labels=None, guidance_scale: float = 1.0):
+class ClassifierGuidance:
+    r"""``model(x_t, t) -> eps - sqrt(1 - alpha_bar_t) * s * grad_x log p_phi(y | x_t, t)``: an unconditional
+    eps-model steered towards ``labels`` by ``classifier(x_t, t) -> logits (B, K)`` (log-probabilities work too:
+    a log-softmax is taken), at scale ``s`` (Dhariwal & Nichol 2021's eps-form; see the module docstring).
+
+    The gradient is taken by autograd, with gradients switched on inside the samplers' ``no_grad``.
+    """
+
+    def __init__(self, model, classifier, labels, guidance_scale: float, schedule):
+        self.model, self.classifier, self.labels = model, classifier, labels
+        self.guidance_scale, self.schedule = _check_scale(guidance_scale), schedule
+
+    def class_gradient(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """grad_x log p_phi(y | x_t, t) for the batch's labels, shape like x."""
+        y = label_batch(self.labels, x)
+        with torch.enable_grad():
+            xg = x.detach().requires_grad_(True)
+            log_probs = torch.log_softmax(self.classifier(xg, t), dim=-1)
+            chosen = log_probs.gather(-1, y.to(log_probs.device).reshape(-1, 1)).sum()
+            (grad,) = torch.autograd.grad(chosen, xg)
+        return grad.to(x.dtype)
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        eps = self.model(x, t)
+        if self.guidance_scale == 0.0:
+            return eps
+        scale = self.schedule.gather("sqrt_one_minus_alpha_bars", t, x)
+        return eps - scale * self.guidance_scale * self.class_gradient(x, t)
+
+
+def guided_model(model, labels=None, guidance_scale: float = 1.0, classifier=None, schedule=None):
     """The ``model(x_t, t)`` a sampler calls: ``model`` itself when no labels are asked for (an unconditional model,
-    or a conditional one sampled with its null label), else :class:`ClassifierFreeGuidance`.
+    or a conditional one sampled with its null label); :class:`ClassifierGuidance` when a ``classifier`` is given
+    (``schedule`` is then needed); else :class:`ClassifierFreeGuidance`.
 
     Raises a ValueError naming the argument when labels or a guidance scale other than 1 are asked of a model that
-    takes no labels, or a guidance scale without labels.
+    takes no labels (without a classifier), or a guidance scale without labels.
     """
     s = _check_scale(guidance_scale)
+    if classifier is not None:
+        if labels is None:
+            raise ValueError("classifier guidance needs labels (the classes to guide towards); pass labels=...")
+        if schedule is None:
+            raise ValueError("classifier guidance needs the schedule (its sqrt(1 - alpha_bar_t)); pass schedule=...")
+        return ClassifierGuidance(model, classifier, labels, s, schedule)
     if labels is None:
         if s != 1.0:
             raise ValueError(

@@ -90,6 +90,7 @@ def sample(
     progress: bool = False,
     labels=None,
     guidance_scale: float = 1.0,
+    classifier=None,
 ):
     r"""Algorithm 2 (ancestral sampling): x_T ~ N(0, I); for t = T..1, x_{t-1} = mu_theta + sigma_t z.
 
@@ -102,6 +103,8 @@ def sample(
         labels: class labels (B,) (or an int) for a class-conditional model; None = unconditional.
         guidance_scale: classifier-free guidance scale s (:mod:`edudiff.guidance`; Ho & Salimans' w = s - 1):
             1 = plain conditional sampling (one network call per step), > 1 = guided (one call on twice the batch).
+        classifier: ``classifier(x_t, t) -> logits`` for classifier guidance of an unconditional model towards
+            ``labels`` at ``guidance_scale`` (Dhariwal & Nichol 2021; :class:`edudiff.guidance.ClassifierGuidance`).
     Returns x_0 of shape ``shape`` (and the trajectory dict). An ``nn.Module`` is put in eval mode
     for the duration and restored after.
 
@@ -110,8 +113,8 @@ def sample(
     device = x_T.device if device is None and x_T is not None else model_device(model, device)
     x = _initial_noise(shape, x_T, generator, device, dtype)
     traj = {schedule.T: x.cpu()} if return_trajectory else None
-    eps_model = guided_model(model, labels, guidance_scale)
-    with eval_mode(model):
+    eps_model = guided_model(model, labels, guidance_scale, classifier, schedule)
+    with eval_mode(model), eval_mode(classifier):
         for t in progress_bar(range(schedule.T, 0, -1), progress, desc="sampling", leave=False):
             tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
             x = p_sample(schedule, eps_model, x, tt, var_type=var_type, clip_x0=clip_x0, generator=generator)
@@ -145,6 +148,7 @@ def ddim_sample(
     progress: bool = False,
     labels=None,
     guidance_scale: float = 1.0,
+    classifier=None,
 ):
     r"""DDIM sampling (Song, Meng & Ermon 2021, eq. 12) over a sub-sequence of ``ddim_steps`` timesteps:
 
@@ -154,8 +158,8 @@ def ddim_sample(
     \sqrt{1-\frac{\bar\alpha_\tau}{\bar\alpha_{\tau'}}}`,
 
     where tau' is the next lower step (0 after the last, alpha_bar_0 = 1). ``eta=0`` is deterministic;
-    ``eta=1`` with ``ddim_steps=T`` is Algorithm 2 with sigma_t^2 = beta-tilde_t. ``labels`` and
-    ``guidance_scale`` as in :func:`sample` (classifier-free guidance on eps, before x_0 is predicted).
+    ``eta=1`` with ``ddim_steps=T`` is Algorithm 2 with sigma_t^2 = beta-tilde_t. ``labels``, ``guidance_scale`` and
+    ``classifier`` as in :func:`sample` (guidance acts on eps, before x_0 is predicted).
     Returns x_0 (and ``{t: x_t}`` for the visited steps and 0 if ``return_trajectory``).
 
     Taught in: notebooks/06_unet_mnist.ipynb.
@@ -167,8 +171,8 @@ def ddim_sample(
     x = _initial_noise(shape, x_T, generator, device, dtype)
     traj = {taus[0]: x.cpu()} if return_trajectory else None
     ab = schedule.alpha_bars
-    eps_model = guided_model(model, labels, guidance_scale)
-    with eval_mode(model):
+    eps_model = guided_model(model, labels, guidance_scale, classifier, schedule)
+    with eval_mode(model), eval_mode(classifier):
         for i in progress_bar(range(len(taus)), progress, desc="DDIM", leave=False):
             t, prev = taus[i], (taus[i + 1] if i + 1 < len(taus) else 0)
             tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)

@@ -180,6 +180,21 @@ class GaussianMixture:
         """grad_x log p(y | x_t) = grad log q(x_t | y) - grad log q(x_t), in closed form; shape like xt."""
         return self.component(y).score(schedule, xt, t) - self.score(schedule, xt, t)
 
+    def noisy_classifier(self, schedule: Schedule):
+        """The exact classifier of noisy data, ``classifier(x_t, t) -> log p(y | x_t)`` (B, K), differentiable in x_t
+        (for classifier guidance: :class:`edudiff.guidance.ClassifierGuidance`). ``t`` is a LongTensor (B,)."""
+
+        def classifier(xt, t):
+            x = xt.to(torch.float64)
+            out = torch.empty(x.shape[0], len(self.weights), dtype=torch.float64, device=x.device)
+            for step in torch.unique(t).tolist():
+                rows = t == step
+                log_joint = self.marginal(schedule, step).component_log_probs(x[rows])
+                out[rows] = log_joint - torch.logsumexp(log_joint, dim=1, keepdim=True)
+            return out
+
+        return classifier
+
     def conditional_eps_model(self, schedule: Schedule):
         """The exact class-conditional eps-model ``model(x_t, t, y=None)``: eps* of component y's marginal for the
         rows whose label y is a class 0..K-1, and of the whole mixture where y is None or K (the null label).

@@ -154,3 +154,42 @@ def test_bad_guidance_requests_are_refused_naming_the_argument():
         ddim_sample(SCHED, CountingModel(), (2, 1, 28, 28), ddim_steps=2, labels=torch.tensor([1, 2, 3]))
     with pytest.raises(ValueError, match="unconditional model"):
         sample(Schedule.linear(5), uncond, (1, 1, 28, 28), labels=3)
+
+
+# ------------------------------------------------------------------------------------------------
+# Classifier guidance: the same hook, an explicit classifier of noisy data
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("s", [0.0, 1.0, 2.5])
+def test_classifier_guidance_with_the_exact_classifier_equals_classifier_free_guidance(s):
+    """Two routes to the same scaled score: the unconditional exact eps steered by the exact p(y | x_t) (autograd
+    through the classifier) and classifier-free guidance on the exact class-conditional eps."""
+    t = torch.tensor([5, 200, 200, 700, 999])
+    x = torch.tensor([-2.5, -0.3, 0.4, 1.0, 2.0], dtype=torch.float64)
+    y = torch.tensor([0, 1, 0, 1, 0])
+    cg = guided_model(MIX.optimal_eps_model(SCHED), y, s, classifier=MIX.noisy_classifier(SCHED), schedule=SCHED)
+    cfg = guided_model(MIX.conditional_eps_model(SCHED), y, s)
+    assert torch.allclose(cg(x, t), cfg(x, t), atol=1e-9), (cg(x, t), cfg(x, t))
+
+
+def test_noisy_classifier_is_the_class_posterior_and_its_gradient_is_the_class_score():
+    t = torch.full((41,), 250)
+    x = torch.linspace(-3, 3, 41, dtype=torch.float64, requires_grad=True)
+    log_p = MIX.noisy_classifier(SCHED)(x, t)
+    assert torch.allclose(log_p.exp(), MIX.class_posterior(SCHED, x.detach(), 250), atol=1e-12)
+    (grad,) = torch.autograd.grad(log_p[:, 1].sum(), x)
+    assert torch.allclose(grad, MIX.class_score(SCHED, x.detach(), 250, 1), atol=1e-9)
+
+
+def test_classifier_guided_sampling_runs_in_both_samplers_and_is_refused_without_what_it_needs():
+    model, clf = MIX.optimal_eps_model(SCHED), MIX.noisy_classifier(SCHED)
+    g = torch.Generator().manual_seed(4)
+    plain = ddim_sample(SCHED, model, (500,), ddim_steps=50, generator=g, dtype=torch.float64)
+    guided = ddim_sample(SCHED, model, (500,), ddim_steps=50, generator=g, dtype=torch.float64, labels=0,
+                         guidance_scale=3.0, classifier=clf)  # fmt: skip
+    assert float((plain < 0).double().mean()) < 0.45 and float((guided < 0).double().mean()) > 0.98
+    x = sample(Schedule.linear(50), model, (10,), labels=1, guidance_scale=2.0, classifier=clf, dtype=torch.float64)
+    assert x.shape == (10,) and bool(torch.isfinite(x).all())
+    with pytest.raises(ValueError, match="classifier guidance needs labels"):
+        guided_model(model, None, 2.0, classifier=clf, schedule=SCHED)
+    with pytest.raises(ValueError, match="needs the schedule"):
+        guided_model(model, 0, 2.0, classifier=clf)

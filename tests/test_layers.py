@@ -4,7 +4,7 @@ The layers, lowest first; a module may import from a lower layer, or from its ow
 
     foundation   edudiff._validate, edudiff.config, edudiff.utils
     math core    edudiff (the package's __init__) and its top-level modules: schedules, forward, posterior,
-                 reverse, elbo, losses, sampling, guidance, toy
+                 reverse, elbo, losses, sampling, guidance, inpainting, toy
     data | nn    edudiff.data.*  |  edudiff.nn.*    (side by side: neither imports the other)
     images       edudiff.images.*
     training     edudiff.training.*
@@ -42,6 +42,7 @@ LAYERS = [
             "edudiff.losses",
             "edudiff.sampling",
             "edudiff.guidance",
+            "edudiff.inpainting",
             "edudiff.toy",
         ),
     ),

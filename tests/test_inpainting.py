@@ -1,0 +1,64 @@
+"""Inpainting (edudiff.inpainting) against the exact conditional of a 2-D Gaussian mixture: x_2 given a known x_1 is
+itself a mixture, with weights pi_k proportional to w_k N(x_1; mu_k1, s_k^2)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from edudiff import Schedule
+from edudiff.inpainting import inpaint
+from edudiff.toy import GaussianMixture
+
+SCHED = Schedule.linear(250, 4e-4, 0.08)  # the paper's schedule at T = 250 (betas x 1000/T): 4x fewer model calls
+
+
+def exact_conditional_cdf(mix: GaussianMixture, x1: float):
+    log_pi = torch.log(mix.weights) - 0.5 * (x1 - mix.means[:, 0]) ** 2 / mix.stds**2
+    pi, mu2, sd = torch.softmax(log_pi, 0).numpy(), mix.means[:, 1].numpy(), mix.stds.numpy()
+    return lambda v: (pi * stats.norm.cdf(np.asarray(v)[..., None], mu2, sd)).sum(-1)
+
+
+def run(mix, x1, n, resample_steps, seed):
+    known = torch.zeros(n, 2, dtype=torch.float64)
+    known[:, 0] = x1
+    mask = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    g = torch.Generator().manual_seed(seed)
+    out = inpaint(SCHED, mix.optimal_eps_model(SCHED), known, mask, resample_steps=resample_steps, generator=g)
+    assert torch.equal(out[:, 0], known[:, 0]), "the known coordinate must come back unchanged"
+    return out[:, 1].numpy()
+
+
+def test_with_independent_coordinates_replacement_is_exact():
+    """One Gaussian with independent coordinates: the unknown coordinate does not depend on the known one, so plain
+    replacement (U = 1) samples the exact conditional N(mu_2, s^2)."""
+    mix = GaussianMixture([1.0], [[0.5, -1.0]], [0.7])
+    x2 = run(mix, x1=2.0, n=1500, resample_steps=1, seed=0)
+    assert stats.kstest(x2, stats.norm(-1.0, 0.7).cdf).pvalue > 1e-3
+
+
+def test_resampling_harmonises_what_replacement_gets_wrong():
+    """Two components along the diagonal; knowing x_1 = 1 makes the upper one 98% likely. Replacement alone draws
+    x_2 nearly ignoring x_1 (measured: mean 0.79 against the exact 1.93, 28% below 0 against 4%); RePaint's
+    resampling moves the samples towards the exact conditional as U grows (U = 10: mean 1.77, KS D 0.04)."""
+    mix = GaussianMixture([0.5, 0.5], [[-2.0, -2.0], [2.0, 2.0]], [1.0, 1.0])
+    cdf = exact_conditional_cdf(mix, 1.0)
+    ks = {u: stats.kstest(run(mix, 1.0, 1000, u, seed=u), cdf).statistic for u in (1, 3, 10)}
+    assert ks[1] > 0.2, f"replacement alone should be far off here: KS D {ks[1]:.3f}"
+    assert ks[1] > ks[3] > ks[10], f"more resampling should come closer to the exact conditional: {ks}"
+    assert ks[10] < 0.08, f"U = 10 should be close to the exact conditional: KS D {ks[10]:.3f}"
+
+
+def test_bad_arguments_are_refused():
+    mix = GaussianMixture([1.0], [[0.0, 0.0]], [1.0])
+    model, x = mix.optimal_eps_model(SCHED), torch.zeros(4, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="mask must hold only 0"):
+        inpaint(SCHED, model, x, torch.tensor([0.5, 1.0]))
+    with pytest.raises(ValueError, match="does not broadcast"):
+        inpaint(SCHED, model, x, torch.ones(3))
+    with pytest.raises(ValueError, match="resample_steps"):
+        inpaint(SCHED, model, x, torch.tensor([1.0, 0.0]), resample_steps=0)
+    with pytest.raises(ValueError, match="x_known"):
+        inpaint(SCHED, model, torch.full((4, 2), float("nan")), torch.tensor([1.0, 0.0]))
