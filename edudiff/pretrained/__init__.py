@@ -188,15 +188,11 @@ def score(
     return scores
 
 
-def write_card(name: str = "mnist", notes: str = "") -> Path:
-    """Render the model card ``<name>.md`` (and its loss curve ``<name>_loss.png``) from the card's data file:
-    the command, the machine, steps and minutes, the loss curve and a table of the scores; ``notes`` (Markdown)
-    is added at the end. Returns the card's path."""
+def _loss_figure(name: str, losses) -> tuple[Path, int]:
+    """The loss curve ``<name>_loss.png`` (per step and a moving average); returns its path and the window."""
     import matplotlib.pyplot as plt
     import numpy as np
 
-    info, entry = card(name), _entry(name)
-    losses = np.asarray(info["losses"], dtype=np.float64)
     window = max(1, len(losses) // 50)
     smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
     fig, ax = plt.subplots(figsize=(7, 3), layout="constrained")
@@ -207,25 +203,48 @@ def write_card(name: str = "mnist", notes: str = "") -> Path:
     png = HERE / f"{name}_loss.png"
     fig.savefig(png, dpi=80)
     plt.close(fig)
-    cfg = info["config"]
-    rows = [f"| {k} | {v} |" for k, v in cfg.items() if k in _CARD_FIELDS]
-    checkpoints = [i for i in range(0, len(losses), max(1, len(losses) // 8))] + [len(losses) - 1]
-    loss_rows = [f"| {i + 1} | {losses[max(0, i - window + 1) : i + 1].mean():.4f} |" for i in checkpoints]
-    conditional = info["unet_config"].get("num_classes") is not None
-    score_rows = []
+    return png, window
+
+
+def _score_table(info: dict, conditional: bool) -> str:
+    """The card's table of scores (with the class match of a conditional model)."""
+    rows = []
     for sc in info.get("scores", {}).values():
         match = (
             f" {sc['guidance_scale']:g} | {sc['samples_class_match']:.3f} | {sc['real_test_class_match']:.3f} |"
             if conditional
             else ""
         )
-        score_rows.append(
+        rows.append(
             f"| {sc['sampler']} | {sc['n_samples']} |{match} {sc['samples_confident_fraction']:.3f} | "
             f"{sc['samples_fd']:.1f} | {sc['real_test_confident_fraction']:.3f} | {sc['real_test_fd']:.1f} | "
             f"{sc['noise_fd']:.0f} |"
         )
-    match_head = " guidance scale s | class match | real test class match |" if conditional else ""
-    match_rule = "---:|---:|---:|" if conditional else ""
+    head = " guidance scale s | class match | real test class match |" if conditional else ""
+    rule = "---:|---:|---:|" if conditional else ""
+    return "\n".join(
+        [
+            f"| sampler | N |{head} samples confident | samples FD | real test confident | real test FD | noise FD |",
+            f"|---|---:|{rule}---:|---:|---:|---:|---:|",
+            *rows,
+        ]
+    )
+
+
+def write_card(name: str = "mnist", notes: str = "") -> Path:
+    """Render the model card ``<name>.md`` (and its loss curve ``<name>_loss.png``) from the card's data file:
+    the command, the machine, steps and minutes, the loss curve and a table of the scores; ``notes`` (Markdown)
+    is added at the end. Returns the card's path."""
+    import numpy as np
+
+    info, entry = card(name), _entry(name)
+    losses = np.asarray(info["losses"], dtype=np.float64)
+    png, window = _loss_figure(name, losses)
+    cfg = info["config"]
+    rows = [f"| {k} | {v} |" for k, v in cfg.items() if k in _CARD_FIELDS]
+    checkpoints = [i for i in range(0, len(losses), max(1, len(losses) // 8))] + [len(losses) - 1]
+    loss_rows = [f"| {i + 1} | {losses[max(0, i - window + 1) : i + 1].mean():.4f} |" for i in checkpoints]
+    conditional = info["unet_config"].get("num_classes") is not None
     what = (
         "The EMA weights of the course's class-conditional MNIST model (label dropout 0.1 for classifier-free "
         "guidance), shipped so that notebook 08 (and its page on the course site) can draw digits on demand without "
@@ -275,9 +294,7 @@ real test digits and uniform noise, at the same N, are the floor and the ceiling
         else ""
     }
 
-| sampler | N |{match_head} samples confident | samples FD | real test confident | real test FD | noise FD |
-|---|---:|{match_rule}---:|---:|---:|---:|---:|
-{chr(10).join(score_rows)}
+{_score_table(info, conditional)}
 {notes}
 """
     out = HERE / f"{name}.md"

@@ -136,81 +136,64 @@ def check_notebook(nb, path: str = "<notebook>") -> list[Problem]:
     return problems
 
 
+_SOLUTION_META = (
+    'set cell metadata {"nbgrader": {"solution": true, "grade": false, '
+    '"locked": false, "grade_id": "...", "schema_version": 3, "task": false}}'
+)
+_GRADE_META = (
+    'set cell metadata {"nbgrader": {"grade": true, "solution": false, "locked": '
+    'true, "points": 1, "grade_id": "...", "schema_version": 3, "task": false}}'
+)
+
+
+def _cell_warnings(cell) -> list[tuple[str, str]]:
+    """(what, fix) for each nbgrader rule one cell breaks, on its own (grade_id clashes are checked across cells)."""
+    meta, kinds = nbgrader_metadata(cell), _kinds(cell)
+    rules = [
+        (
+            SOLUTION in kinds and not meta.get("solution"),
+            "solution region in a cell without nbgrader metadata solution: true (nbgrader refuses it)",
+            _SOLUTION_META,
+        ),
+        (
+            HIDDEN in kinds and not meta.get("grade"),
+            "hidden-test region in a cell without nbgrader metadata grade: true (nbgrader refuses it)",
+            _GRADE_META,
+        ),
+        (
+            meta.get("solution") and SOLUTION not in kinds,
+            "nbgrader solution cell without '### BEGIN SOLUTION' markers: "
+            "nbgrader replaces the whole cell with its stub, we keep it",
+            "add the markers around the solution lines, or set solution: false",
+        ),
+        (
+            meta.get("solution") and cell.cell_type == "markdown" and not meta.get("grade"),
+            "markdown solution cell that is not a grade cell (nbgrader refuses it)",
+            'add "grade": true and "points" to its metadata',
+        ),
+        (
+            (meta.get("solution") or meta.get("grade")) and not grade_id_of(cell),
+            "nbgrader cell without a grade_id",
+            "add a unique grade_id to the cell's nbgrader metadata",
+        ),
+    ]
+    return [(what, fix) for broken, what, fix in rules if broken]
+
+
 def nbgrader_warnings(nb, path: str = "<notebook>") -> list[Problem]:
     """Metadata that ``nbgrader generate_assignment`` would reject or treat differently from us.
     Not needed by our own tools, but the course promises nbgrader compatibility."""
     warnings, seen = [], {}
     for i, cell in enumerate(nb.cells):
-        meta, gid = nbgrader_metadata(cell), grade_id_of(cell)
-        kinds = _kinds(cell)
-        if SOLUTION in kinds and not meta.get("solution"):
-            warnings.append(
-                Problem(
-                    path,
-                    i,
-                    None,
-                    "solution region in a cell without nbgrader metadata solution: true (nbgrader refuses it)",
-                    'set cell metadata {"nbgrader": {"solution": true, "grade": false, '
-                    '"locked": false, "grade_id": "...", "schema_version": 3, "task": false}}',
-                    gid,
-                )
-            )
-        if HIDDEN in kinds and not meta.get("grade"):
-            warnings.append(
-                Problem(
-                    path,
-                    i,
-                    None,
-                    "hidden-test region in a cell without nbgrader metadata grade: true (nbgrader refuses it)",
-                    'set cell metadata {"nbgrader": {"grade": true, "solution": false, "locked": '
-                    'true, "points": 1, "grade_id": "...", "schema_version": 3, "task": false}}',
-                    gid,
-                )
-            )
-        if meta.get("solution") and SOLUTION not in kinds:
-            warnings.append(
-                Problem(
-                    path,
-                    i,
-                    None,
-                    "nbgrader solution cell without '### BEGIN SOLUTION' markers: "
-                    "nbgrader replaces the whole cell with its stub, we keep it",
-                    "add the markers around the solution lines, or set solution: false",
-                    gid,
-                )
-            )
-        if meta.get("solution") and cell.cell_type == "markdown" and not meta.get("grade"):
-            warnings.append(
-                Problem(
-                    path,
-                    i,
-                    None,
-                    "markdown solution cell that is not a grade cell (nbgrader refuses it)",
-                    'add "grade": true and "points" to its metadata',
-                    gid,
-                )
-            )
-        if (meta.get("solution") or meta.get("grade")) and not gid:
-            warnings.append(
-                Problem(
-                    path,
-                    i,
-                    None,
-                    "nbgrader cell without a grade_id",
-                    "add a unique grade_id to the cell's nbgrader metadata",
-                )
-            )
+        gid = grade_id_of(cell)
+        warnings += [Problem(path, i, None, what, fix, gid) for what, fix in _cell_warnings(cell)]
         if gid in seen:
             warnings.append(
                 Problem(
-                    path,
-                    i,
-                    None,
-                    f"grade_id {gid!r} already used by cell {seen[gid]}",
-                    "give every nbgrader cell a unique grade_id",
-                    gid,
+                    path, i, None, f"grade_id {gid!r} already used by cell {seen[gid]}",
+                    "give every nbgrader cell a unique grade_id", gid,
                 )
-            )
+            )  # fmt: skip
         if gid:
             seen.setdefault(gid, i)
     return warnings
