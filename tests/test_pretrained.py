@@ -33,17 +33,19 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket, "create_connection", refuse)
 
 
-def test_shipped_file_is_pinned_small_and_half_precision():
-    path = pretrained.path_of("mnist")
+@pytest.mark.parametrize("name", pretrained.available())
+def test_shipped_file_is_pinned_small_and_half_precision(name):
+    path = pretrained.path_of(name)
     assert path.stat().st_size <= 4 * 2**20, f"{path} is {path.stat().st_size:,} bytes; the limit is 4 MB"
-    assert md5sum(path) == pretrained.MODELS["mnist"]["md5"], "the shipped weights do not match their md5 pin"
+    assert md5sum(path) == pretrained.MODELS[name]["md5"], "the shipped weights do not match their md5 pin"
     state = load_checkpoint(path)  # weights_only=True inside
     floats = [v for v in state["ema"].values() if v.is_floating_point()]
     assert floats and all(v.dtype == torch.float16 for v in floats)
 
 
-def test_load_works_offline_and_matches_its_card(no_network):
-    model, schedule, card = pretrained.load("mnist", device="cpu")
+@pytest.mark.parametrize("name", pretrained.available())
+def test_load_works_offline_and_matches_its_card(no_network, name):
+    model, schedule, card = pretrained.load(name, device="cpu")
     assert isinstance(model, UNet) and not model.training
     assert all(p.dtype == torch.float32 for p in model.parameters())
     cfg = card["config"]
@@ -56,10 +58,11 @@ def test_load_works_offline_and_matches_its_card(no_network):
     with torch.no_grad():
         out = model(x, torch.tensor([1, 1000]))
     assert out.shape == x.shape and bool(torch.isfinite(out).all())
+    assert model.config.num_classes == card["config"].get("num_classes") == (10 if name == "mnist_cond" else None)
 
 
 def test_unknown_name_lists_the_choices():
-    with pytest.raises(ValueError, match=r"name must be one of \['mnist'\]"):
+    with pytest.raises(ValueError, match=r"name must be one of \['mnist', 'mnist_cond'\]"):
         pretrained.load("cifar10")
 
 

@@ -14,7 +14,11 @@ Producing the shipped file from a training run (the command is in the card)::
     python -m edudiff train --dataset mnist --out runs/mnist_cpu ...
     python -m edudiff.pretrained export runs/mnist_cpu/last.pt edudiff/pretrained/mnist.pt
 
-Taught in: notebooks/06_unet_mnist.ipynb ("skip training: load the course's weights").
+Shipped: ``"mnist"`` (unconditional, notebook 06) and ``"mnist_cond"`` (class-conditional with label dropout, for
+classifier-free guidance; notebook 08: ``sample_images(model, schedule, n, (1, 28, 28), labels=..., guidance_scale=...)``).
+
+Taught in: notebooks/06_unet_mnist.ipynb ("skip training: load the course's weights") and
+notebooks/08_conditional_guidance.ipynb.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ HERE = Path(__file__).resolve().parent
 #: Shipped weights by name: the file beside this module and its md5.
 MODELS: dict[str, dict] = {
     "mnist": {"file": "mnist.pt", "md5": "9699b9f3bea441523954bde0055b7ac1", "card": "mnist.json"},
+    "mnist_cond": {"file": "mnist_cond.pt", "md5": "b09f1d1815d9244888ca3d3cd7c472f5", "card": "mnist_cond.json"},
 }
 
 
