@@ -178,8 +178,9 @@ ALIAS_LAMBDA = (lambda f: lambda *a, **k: f(*a, **k))(q_sample)  # captured befo
         lambda s, x0, t, e: ALIAS_MODULE.f(s, x0, t, eps=e),
         lambda s, x0, t, e: ALIAS_LAMBDA(s, x0, t, eps=e),
         lambda s, x0, t, e: types.MethodType(ALIAS_LIST[0], s)(x0, t, eps=e),  # a bound copy
+        lambda s, x0, t, e: getattr(q_sample, "__wrapped_reference__", q_sample)(s, x0, t, eps=e),  # via the stub
     ],
-    ids=["list", "dict", "partial", "module-attribute", "earlier-lambda", "bound-method"],
+    ids=["list", "dict", "partial", "module-attribute", "earlier-lambda", "bound-method", "through-the-stub"],
 )
 def test_every_alias_of_a_blocked_function_raises(cheat):
     assert bool(torch.isfinite(cheat(S, X0, T6, EPS)).all())  # outside the block the alias works

@@ -166,8 +166,7 @@ def _blocker(fn, label: str):
         __tracebackhide__ = True
         raise ReferenceUsed(_message(label))
 
-    blocked.__name__ = getattr(fn, "__name__", "blocked")
-    blocked.__wrapped_reference__ = fn
+    blocked.__name__ = getattr(fn, "__name__", "blocked")  # no attribute leads back to fn: it would be a way round
     return blocked
 
 
