@@ -148,3 +148,128 @@ def test_check_own_work_catches_the_reference_itself_and_hidden_copies():
     with pytest.raises(ReferenceUsed, match="default argument or closure"):
         check_own_work("closure", closure, edudiff.forward)
     assert math.isfinite(float(closure(S, X0, T6, EPS).sum()))
+
+
+# --------------------------------------------------------------------------------------------
+# Bypasses closed as a class (issue 21, section 3): aliases, unblocked modules, precomputed tables.
+# Each test below failed on the name-swapping implementation (the alias tests ran the cheat to the end;
+# the math-core and minimal-schedule tests had nothing to import).
+
+import functools  # noqa: E402
+import types  # noqa: E402
+
+import edudiff.posterior  # noqa: E402
+import edudiff.reverse  # noqa: E402
+
+ALIAS_LIST = [q_sample]
+ALIAS_DICT = {"f": q_sample}
+ALIAS_PARTIAL = functools.partial(q_sample, S)
+ALIAS_MODULE = types.ModuleType("students_helpers")  # a module that is not edudiff's
+ALIAS_MODULE.f = q_sample
+ALIAS_LAMBDA = (lambda f: lambda *a, **k: f(*a, **k))(q_sample)  # captured before the block opens
+
+
+@pytest.mark.parametrize(
+    "cheat",
+    [
+        lambda s, x0, t, e: ALIAS_LIST[0](s, x0, t, eps=e),
+        lambda s, x0, t, e: ALIAS_DICT["f"](s, x0, t, eps=e),
+        lambda s, x0, t, e: ALIAS_PARTIAL(x0, t, eps=e),
+        lambda s, x0, t, e: ALIAS_MODULE.f(s, x0, t, eps=e),
+        lambda s, x0, t, e: ALIAS_LAMBDA(s, x0, t, eps=e),
+        lambda s, x0, t, e: types.MethodType(ALIAS_LIST[0], s)(x0, t, eps=e),  # a bound copy
+        lambda s, x0, t, e: getattr(q_sample, "__wrapped_reference__", q_sample)(s, x0, t, eps=e),  # via the stub
+    ],
+    ids=["list", "dict", "partial", "module-attribute", "earlier-lambda", "bound-method", "through-the-stub"],
+)
+def test_every_alias_of_a_blocked_function_raises(cheat):
+    assert bool(torch.isfinite(cheat(S, X0, T6, EPS)).all())  # outside the block the alias works
+    with references_blocked(q_sample), pytest.raises(ReferenceUsed, match=f"edudiff.q_sample .*{INTEGRITY_MESSAGE}"):
+        cheat(S, X0, T6, EPS)
+    assert q_sample.__code__ is honest_code_of_q_sample  # restored
+    check_close("q_sample after the block", cheat(S, X0, T6, EPS), honest_q_sample(S, X0, T6, EPS), atol=1e-12)
+
+
+honest_code_of_q_sample = q_sample.__code__
+
+
+def test_blocking_by_identity_restores_even_on_errors_and_nests():
+    with pytest.raises(ZeroDivisionError), references_blocked(q_sample), references_blocked(edudiff.forward):
+        _ = 1 / 0
+    assert q_sample.__code__ is honest_code_of_q_sample and edudiff.q_sample is q_sample
+    check_close("q_sample works again", ALIAS_LIST[0](S, X0, T6, eps=EPS), honest_q_sample(S, X0, T6, EPS), atol=1e-12)
+
+
+def test_a_blocked_function_with_a_closure_is_blocked_by_identity():
+    def make(k):
+        def scaled(x):
+            return k * x
+
+        return scaled
+
+    f = make(3.0)
+    alias = [f]
+    with references_blocked(f), pytest.raises(ReferenceUsed, match="scaled"):
+        alias[0](1.0)
+    assert alias[0](1.0) == 3.0
+
+
+def via_unblocked_module(schedule, xt, t, eps_hat):
+    """Notebook 05's reverse step (mean, variance) through edudiff.reverse, a module its check did not block."""
+    out = edudiff.reverse.p_mean_variance(schedule, lambda x, tt: eps_hat, xt, t, var_type="beta_tilde")
+    return out["mean"], edudiff.reverse.reverse_variance(schedule, t, xt, "beta_tilde")[0]
+
+
+def test_the_math_core_blocks_routes_through_unblocked_modules():
+    from edudiff.course.checks import MATH_MODULES, math_core
+
+    xt = torch.linspace(-1, 1, 6, dtype=torch.float64)
+    with references_blocked(edudiff.sampling, edudiff.posterior):  # what notebook 05 blocked: the variance leaks
+        var, _ = edudiff.reverse.reverse_variance(S, T6, xt, "beta_tilde")
+    assert torch.equal(var.flatten(), S.posterior_variance[T6])  # q_posterior's variance, read off a table
+    layers = {"edudiff.forward", "edudiff.posterior", "edudiff.reverse", "edudiff.elbo", "edudiff.sampling"}
+    assert layers <= set(MATH_MODULES)
+    blocked = math_core()
+    with references_blocked(*blocked), pytest.raises(ReferenceUsed, match=INTEGRITY_MESSAGE):
+        via_unblocked_module(S, xt, T6, EPS)
+    with references_blocked(*blocked), pytest.raises(ReferenceUsed, match="edudiff.reverse.reverse_variance"):
+        edudiff.reverse.reverse_variance(S, T6, xt, "beta_tilde")
+    allowed = math_core(allow=[edudiff.normal_kl])
+    assert edudiff.normal_kl not in allowed and edudiff.q_posterior in allowed and edudiff.p_mean_variance in allowed
+    with references_blocked(*allowed):  # what is allowed still runs
+        kl = edudiff.normal_kl(X0, X0, X0, X0)
+    assert float(kl.abs().max()) == 0.0
+    assert math.isfinite(float(via_unblocked_module(S, xt, T6, EPS)[0].sum()))  # and everything after the block
+
+
+def test_a_minimal_schedule_has_no_precomputed_tables():
+    from edudiff.course.checks import minimal_schedule
+
+    m = minimal_schedule(S)
+    assert m.T == S.T and len(m) == S.T
+    for name in ("betas", "alphas", "alpha_bars"):
+        assert torch.equal(getattr(m, name), getattr(S, name))
+    for name in ("posterior_variance", "posterior_mean_coef_x0", "sqrt_alpha_bars", "alpha_bars_prev", "snr"):
+        with pytest.raises(ReferenceUsed, match=f"schedule.{name} .*{INTEGRITY_MESSAGE}.*betas, alphas, alpha_bars"):
+            getattr(m, name)
+    with pytest.raises(ReferenceUsed, match="model_log_variance"):
+        m.model_log_variance("beta_tilde")
+    assert honest_q_sample(m, X0, T6, EPS).shape == X0.shape  # honest code only needs the three tables
+
+
+def test_the_math_core_hides_the_tables_of_every_schedule():
+    from edudiff.course.checks import math_core
+
+    def reads_a_global_table(t):
+        return S.posterior_variance[t]
+
+    want = S.posterior_variance[T6]
+    with references_blocked(*math_core()):
+        with pytest.raises(ReferenceUsed, match=f"schedule.posterior_variance .*{INTEGRITY_MESSAGE}"):
+            reads_a_global_table(T6)
+        assert torch.equal(S.alpha_bars, S.alpha_bars)  # the three tables stay readable
+        with pytest.raises(ReferenceUsed, match="Schedule.linear"):
+            type(S).linear(10)  # the class reached through an instance: its constructors are blocked
+        with pytest.raises(ReferenceUsed, match="Schedule"):
+            type(S)([0.1, 0.2])
+    assert torch.equal(reads_a_global_table(T6), want)  # back after the block
