@@ -1,11 +1,16 @@
 # Two commands on a fresh machine:  `make lab` opens the course, `make test` runs every test.
 # Each creates .venv and installs what it needs on first use.
 #
+# Versions: the exact ones CI passed with, from the lock of this Python (requirements/py3.X.txt, used as a pip
+# constraints file); `make upgrade` rewrites the locks with the newest versions pyproject.toml's ranges allow.
+# `make lab LOCK=` (empty) installs those newest versions instead, without a lock (CI's newest-versions leg).
+#
 # PyTorch: without an NVIDIA driver (no nvidia-smi, no /proc/driver/nvidia) the CPU build is installed
 # from PyTorch's CPU index (about 1 GB less than the CUDA build PyPI serves); if that index cannot be
-# reached, the default index is used and a line says so. Overrides:
+# reached, the default index is used and a line says so. torch is pinned here (TORCH), not in the locks.
+# Overrides:
 #   make lab TORCH_INDEX=https://download.pytorch.org/whl/cu126   # any index; TORCH_INDEX= (empty) = pip's default
-#   make lab TORCH=torch==2.5.1                                   # another version
+#   make lab TORCH=torch==2.5.1 LOCK=                             # another version (its own dependencies: no lock)
 PYTHON ?= python3
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?= auto
@@ -15,8 +20,12 @@ BIN := $(VENV)/bin
 LAB_PORT ?= 8888
 # JupyterLab refuses to run as root (e.g. in a container) unless told to.
 ROOT_ARGS := $(if $(filter 0,$(shell id -u)),--allow-root)
+# The lock of the Python that creates the venv; none for a Python without one (then: the newest versions).
+PY_MINOR := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+LOCK ?= $(wildcard requirements/py$(PY_MINOR).txt)
+LOCK_ARGS := $(if $(LOCK),-c $(LOCK))
 
-.PHONY: lab test test-unit test-browser lint install clean-venv site test-site
+.PHONY: lab test test-unit test-browser lint install clean-venv site test-site upgrade
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +34,12 @@ $(BIN)/python:
 # torch first, so that the dependency resolver never pulls a CUDA build on its own.
 # --extra-index-url keeps PyPI for torch's own dependencies; the CPU index's "2.13.0+cpu" sorts above
 # PyPI's "2.13.0", so pip takes the CPU build. A wheel in pip's find-links (offline CI) works the same way.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+$(VENV)/.installed: pyproject.toml $(LOCK) | $(BIN)/python
+	@if [ -n "$(LOCK)" ]; then \
+	  echo "versions: the lock $(LOCK) (those CI passed with; make upgrade refreshes it)"; \
+	else \
+	  echo "versions: the newest that pyproject.toml allows ($(if $(wildcard requirements/py$(PY_MINOR).txt),LOCK is empty,no lock requirements/py$(PY_MINOR).txt for this Python))"; \
+	fi
 	@index="$(TORCH_INDEX)"; \
 	if [ "$$index" = auto ]; then \
 	  index=; \
@@ -37,8 +51,8 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	    echo "torch: no NVIDIA GPU, but $(TORCH_CPU_INDEX) cannot be reached: installing $(TORCH) from the default index (local wheels first; else possibly the large CUDA build)"; \
 	  fi; \
 	fi; \
-	$(BIN)/python -m pip install -q "$(TORCH)" $${index:+--extra-index-url $$index}
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q "$(TORCH)" $${index:+--extra-index-url $$index} $(LOCK_ARGS)
+	$(BIN)/python -m pip install -q -e ".[test]" $(LOCK_ARGS)
 	touch $@
 
 install: $(VENV)/.installed
@@ -68,8 +82,8 @@ test-browser: install
 MATHJAX ?= mathjax@3.2.2
 SITE_CACHE := build/site-cache
 
-$(VENV)/.installed-site: $(VENV)/.installed pyproject.toml
-	$(BIN)/python -m pip install -q -e ".[site]"
+$(VENV)/.installed-site: $(VENV)/.installed pyproject.toml $(LOCK)
+	$(BIN)/python -m pip install -q -e ".[site]" $(LOCK_ARGS)
 	touch $@
 
 $(SITE_CACHE)/mathjax.tgz:
@@ -82,6 +96,13 @@ site: $(VENV)/.installed-site $(SITE_CACHE)/mathjax.tgz
 # The website in headless Chromium (tests/test_site.py), after bringing build/site up to date.
 test-site: site
 	$(BIN)/python -m pytest tests/test_site.py -m site $(PYTEST_ARGS)
+
+# Rewrite the locks (requirements/py3.X.txt) with the newest versions pyproject.toml's ranges allow, for each
+# supported Python (uv resolves for Pythons that are not installed too). Then run bash .ci/run and commit them.
+UV ?= uv==0.13.9
+upgrade: install
+	$(BIN)/python -m pip install -q "$(UV)"
+	bash .ci/lock.sh $(BIN)/uv "$(TORCH)"
 
 clean-venv:
 	rm -rf $(VENV)
