@@ -1,6 +1,6 @@
 """The GPU check: each GPU mode of the course, trained for a time budget on one CUDA GPU, with its figures.
 
-    python benchmarks/gpu_check.py                         # on a CUDA machine: about 8 minutes in all (defaults)
+    python benchmarks/gpu_check.py                         # on a CUDA machine: at most --total-minutes (8) in all
     python benchmarks/gpu_check.py --dry-run               # anywhere: tiny models on the CPU, well under a minute
     python benchmarks/gpu_check.py --checks 06 --minutes-06 12   # one mode, a longer budget
 
@@ -28,7 +28,7 @@ and to the same path with ``.md``; sample grids beside it.
 The budgets: ``--total-minutes`` (default 8) bounds the whole run from the script's start, imports and CUDA
 start-up included. Each check's training budget is cut, or the check skipped, when what is left would not cover
 it and an evaluation margin (``EVAL_MARGIN``: planning guesses, not measurements). The defaults (06: 2.5, 07: 2,
-08: 1 minutes of training) are sized for one H100.
+08: 1 minutes of training) are sized for one H100 from the work involved; no GPU has run them yet.
 
 Without CUDA the script says so and runs the dry run: tiny models on the CPU for seconds each, the same code path
 otherwise; its figures say nothing about the GPU modes, and every limit stays marked unmeasured.
@@ -210,6 +210,8 @@ def format_table(report: dict) -> str:
             figs.append(f"confident {q['confident_fraction']:.3f}, FD {q['fd']:.1f} (noise {q['fd_noise']:.0f})")
             if q.get("label_accuracy") is not None:
                 figs.append(f"label accuracy {q['label_accuracy']:.3f}")
+        if c["dataset_note"].startswith("only"):
+            figs.append(c["dataset_note"].split(" (")[0])
         b = c.get("bits_per_dim")
         if b:
             figs.append(f"{b['bpd']:.3f} +- {b['stderr']:.3f} bits/dim")
@@ -280,6 +282,15 @@ def evaluation_settings(check: str, mode: str) -> dict:
     return {k: tiny[k] for k in gpu}
 
 
+def dataset_note(dataset: str, n: int) -> str:
+    full = {"mnist": 60_000, "cifar10": 50_000}[dataset]
+    if n == full:
+        return f"the full {dataset} training set"
+    return (
+        f"only {n:,} of {dataset}'s {full:,} training images (e.g. the course's CIFAR-10 subset): not the recipe's data"
+    )
+
+
 def sampler_name(ddim_steps: int | None) -> str:
     return "Algorithm 2 (all T steps)" if ddim_steps is None else f"DDIM, {ddim_steps} steps"
 
@@ -343,6 +354,7 @@ def run_check(check, mode, device, budget: float, settings: dict, work: Path, ou
             if hasattr(config, k)
         },
         "train_images": len(train_ds),
+        "dataset_note": dataset_note(config.dataset, len(train_ds)),
         "budget_minutes": budget,
         "steps_done": result.step,
         "steps_full": config.steps,

@@ -161,6 +161,7 @@ def test_dry_run_without_a_gpu(tmp_path):
     # 07: a run that finishes reports its measured time
     c07 = checks["07"]
     assert c07["reached_full_steps"] and not c07["full_run"]["extrapolated"]
+    assert c07["dataset_note"].startswith("the full" if c07["train_images"] == 50_000 else "only"), c07["dataset_note"]
     for c in checks.values():
         assert c["images_per_sec"] > 0 and math.isfinite(c["images_per_sec"])
         assert c["loss"]["after_steps"] == c["steps_done"] and math.isfinite(c["loss"]["mean_last"])
