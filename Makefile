@@ -1,11 +1,16 @@
-# Two commands on a fresh machine:  `make lab` opens the course, `make test` runs every test.
-# Each creates .venv and installs what it needs on first use.
+# Two commands on a fresh machine:  `make lab` opens the course, `make test` checks it (the quick check).
+# Each creates .venv and installs what it needs on first use. `make test-all` is what CI runs (.ci/run).
+#
+# Versions: the exact ones CI passed with, from the lock of this Python (requirements/py3.X.txt, used as a pip
+# constraints file); `make upgrade` rewrites the locks with the newest versions pyproject.toml's ranges allow.
+# `make lab LOCK=` (empty) installs those newest versions instead, without a lock (CI's newest-versions leg).
 #
 # PyTorch: without an NVIDIA driver (no nvidia-smi, no /proc/driver/nvidia) the CPU build is installed
 # from PyTorch's CPU index (about 1 GB less than the CUDA build PyPI serves); if that index cannot be
-# reached, the default index is used and a line says so. Overrides:
+# reached, the default index is used and a line says so. torch is pinned here (TORCH), not in the locks.
+# Overrides:
 #   make lab TORCH_INDEX=https://download.pytorch.org/whl/cu126   # any index; TORCH_INDEX= (empty) = pip's default
-#   make lab TORCH=torch==2.5.1                                   # another version
+#   make lab TORCH=torch==2.5.1 LOCK=                             # another version (its own dependencies: no lock)
 PYTHON ?= python3
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?= auto
@@ -15,8 +20,14 @@ BIN := $(VENV)/bin
 LAB_PORT ?= 8888
 # JupyterLab refuses to run as root (e.g. in a container) unless told to.
 ROOT_ARGS := $(if $(filter 0,$(shell id -u)),--allow-root)
+# The lock of the Python that creates the venv; none for a Python without one (then: the newest versions).
+PY_MINOR := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+LOCK ?= $(wildcard requirements/py$(PY_MINOR).txt)
+LOCK_ARGS := $(if $(LOCK),-c $(LOCK))
+# Quick check (`make test`): what a student runs; `make test-all`: everything CI runs.
+QUICK_MARKERS := not slow and not browser and not site
 
-.PHONY: lab test test-unit test-browser lint install clean-venv site test-site
+.PHONY: lab test test-all test-unit test-browser lint install clean-venv site test-site upgrade
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +36,12 @@ $(BIN)/python:
 # torch first, so that the dependency resolver never pulls a CUDA build on its own.
 # --extra-index-url keeps PyPI for torch's own dependencies; the CPU index's "2.13.0+cpu" sorts above
 # PyPI's "2.13.0", so pip takes the CPU build. A wheel in pip's find-links (offline CI) works the same way.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+$(VENV)/.installed: pyproject.toml $(LOCK) | $(BIN)/python
+	@if [ -n "$(LOCK)" ]; then \
+	  echo "versions: the lock $(LOCK) (those CI passed with; make upgrade refreshes it)"; \
+	else \
+	  echo "versions: the newest that pyproject.toml allows ($(if $(wildcard requirements/py$(PY_MINOR).txt),LOCK is empty,no lock requirements/py$(PY_MINOR).txt for this Python))"; \
+	fi
 	@index="$(TORCH_INDEX)"; \
 	if [ "$$index" = auto ]; then \
 	  index=; \
@@ -37,8 +53,8 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	    echo "torch: no NVIDIA GPU, but $(TORCH_CPU_INDEX) cannot be reached: installing $(TORCH) from the default index (local wheels first; else possibly the large CUDA build)"; \
 	  fi; \
 	fi; \
-	$(BIN)/python -m pip install -q "$(TORCH)" $${index:+--extra-index-url $$index}
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q "$(TORCH)" $${index:+--extra-index-url $$index} $(LOCK_ARGS)
+	$(BIN)/python -m pip install -q -e ".[test]" $(LOCK_ARGS)
 	touch $@
 
 install: $(VENV)/.installed
@@ -46,10 +62,18 @@ install: $(VENV)/.installed
 lab: install
 	$(BIN)/jupyter lab --notebook-dir=notebooks --port=$(LAB_PORT) $(ROOT_ARGS) $(LAB_ARGS)
 
+# The quick check: the unit tests (not those marked slow, browser or site) and every notebook under nbval, in
+# fast mode. What a student runs after a change.
 test: install
-	EDUDIFF_FAST=$${EDUDIFF_FAST:-1} $(BIN)/python -m pytest tests --nbval notebooks $(PYTEST_ARGS)
+	EDUDIFF_FAST=$${EDUDIFF_FAST:-1} $(BIN)/python -m pytest tests --nbval notebooks -m "$(QUICK_MARKERS)" $(PYTEST_ARGS)
 
-# The package's unit tests only (no notebooks, no browser, no slow tests): the compatibility legs of .ci/run.
+# Everything CI runs (bash .ci/run, after make lint): all tests -- slow and browser ones included -- and every
+# notebook, then the website built and checked in Chromium (make test-site). Chromium: bash .ci/install_browser.sh.
+test-all: install
+	EDUDIFF_FAST=$${EDUDIFF_FAST:-1} $(BIN)/python -m pytest tests --nbval notebooks -m "not site" $(PYTEST_ARGS)
+	$(MAKE) test-site
+
+# The package's unit tests only (no notebooks, no browser, no slow tests): the extra legs of .ci/run.
 test-unit: install
 	EDUDIFF_FAST=$${EDUDIFF_FAST:-1} $(BIN)/python -m pytest tests -m "not browser and not slow" $(PYTEST_ARGS)
 
@@ -68,20 +92,38 @@ test-browser: install
 MATHJAX ?= mathjax@3.2.2
 SITE_CACHE := build/site-cache
 
-$(VENV)/.installed-site: $(VENV)/.installed pyproject.toml
-	$(BIN)/python -m pip install -q -e ".[site]"
+$(VENV)/.installed-site: $(VENV)/.installed pyproject.toml $(LOCK)
+	$(BIN)/python -m pip install -q -e ".[site]" $(LOCK_ARGS)
 	touch $@
 
+# npm keeps what it fetched in its own cache (~/.npm/_cacache, content-addressed and verified), which outlives a
+# fresh clone: --prefer-offline takes the tarball from there without asking the registry. Its sha512 is then
+# checked against the registry's (npm view mathjax@3.2.2 dist.integrity), so a cached file is the published one.
+MATHJAX_SHA512 ?= Bt+SSVU8eBG27zChVewOicYs7Xsdt40qm4+UpHyX7k0/O9NliPc+x77k1/FEsPsjKPZGJvtRZM1vO+geW0OhGw==
 $(SITE_CACHE)/mathjax.tgz:
+	@command -v npm >/dev/null || { echo "make site needs npm (Node.js) to fetch $(MATHJAX): install it (Debian: apt-get install npm)"; exit 1; }
 	mkdir -p $(SITE_CACHE)
-	cd $(SITE_CACHE) && rm -f mathjax-*.tgz && npm pack --silent $(MATHJAX) >/dev/null && mv mathjax-*.tgz mathjax.tgz
+	cd $(SITE_CACHE) && rm -f mathjax-*.tgz && npm pack --silent --prefer-offline $(MATHJAX) >/dev/null
+	@got=$$($(PYTHON) -c "import base64,hashlib,sys; print(base64.b64encode(hashlib.sha512(open(sys.argv[1],'rb').read()).digest()).decode())" $(SITE_CACHE)/mathjax-*.tgz); \
+	if [ "$$got" != "$(MATHJAX_SHA512)" ]; then \
+	  echo "$(SITE_CACHE): the $(MATHJAX) tarball has sha512 $$got, not the registry's $(MATHJAX_SHA512); delete it and ~/.npm/_cacache, then run make site again"; \
+	  rm -f $(SITE_CACHE)/mathjax-*.tgz; exit 1; \
+	fi
+	mv $(SITE_CACHE)/mathjax-*.tgz $@
 
 site: $(VENV)/.installed-site $(SITE_CACHE)/mathjax.tgz
 	$(BIN)/python docs/build_site.py --mathjax $(SITE_CACHE)/mathjax.tgz --out build/site $(SITE_ARGS)
 
 # The website in headless Chromium (tests/test_site.py), after bringing build/site up to date.
 test-site: site
-	$(BIN)/python -m pytest tests/test_site.py -m site $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests -m site $(PYTEST_ARGS)
+
+# Rewrite the locks (requirements/py3.X.txt) with the newest versions pyproject.toml's ranges allow, for each
+# supported Python (uv resolves for Pythons that are not installed too). Then run bash .ci/run and commit them.
+UV ?= uv==0.13.9
+upgrade: install
+	$(BIN)/python -m pip install -q "$(UV)"
+	bash .ci/lock.sh $(BIN)/uv "$(TORCH)"
 
 clean-venv:
 	rm -rf $(VENV)

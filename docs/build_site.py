@@ -19,7 +19,7 @@ Steps (everything lands under build/; nothing in the repository is modified):
    on every page.
 4. The Sphinx sources (docs/*.md, docs/conf.py, one API page per module, the executed notebooks) are put
    together in build/site-src/src, MathJax is unpacked from its npm tarball into _static/mathjax, and
-   `sphinx-build` writes build/site.
+   `sphinx-build -W` writes build/site: a Sphinx or docutils warning fails the build.
 
     python docs/build_site.py --mathjax build/site-cache/mathjax.tgz [--out build/site] [--force]
 """
@@ -51,7 +51,12 @@ SITE_ENV = {
 ALLOWED_ERRORS = {"NotImplementedError", "AssertionError", "NameError"}  # in exercise and check cells only
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 REEXPORTING_MODULES = ("edudiff", "edudiff.data", "edudiff.nn", "edudiff.images", "edudiff.training", "edudiff.course")
-CELL_TIMEOUT = 1800  # seconds per cell
+#: Seconds per cell (the slowest cell takes about a minute on 2 busy cores), and how often a notebook is executed
+#: before its failure counts: on a heavily loaded machine a kernel has been seen to stop answering after a widget
+#: cell (it had run the cell and sat idle, the reply never arrived), so a cell that times out, or a kernel that
+#: dies, gets the notebook one more run, with a line saying so. A cell that really hangs fails both.
+CELL_TIMEOUT = 600
+ATTEMPTS = 2
 
 FAST_NOTE = """```{note}
 **Run in fast mode.** This page was executed with `EDUDIFF_FAST=1`: the model is the small, CPU-sized one the
@@ -118,6 +123,7 @@ def execute(student: Path, workdir: Path, env: dict, cache: Path, digest: str, f
     """The executed notebook (from the cache when its key matches)."""
     import nbformat
     from nbclient import NotebookClient
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
     key = hashlib.sha256(student.read_bytes() + f"env={sorted(env.items())}".encode() + digest.encode()).hexdigest()
     cached = cache / student.name
@@ -126,28 +132,37 @@ def execute(student: Path, workdir: Path, env: dict, cache: Path, digest: str, f
         if nb.metadata.get("edudiff_site", {}).get("key") == key:
             log(f"{student.name}: executed copy reused from the cache")
             return nb
-    nb = nbformat.read(str(student), as_version=4)
-    n_tagged = tag_exercises(nb)
     saved = {k: os.environ.get(k) for k in ("EDUDIFF_FAST", "EDUDIFF_PRETRAINED")}
     for k in saved:
         os.environ.pop(k, None)
     os.environ.update(env)
-    log(f"{student.name}: executing ({env or 'full mode'}, {n_tagged} exercise/check cells may fail)")
     t0 = time.monotonic()
+    n_cells = len(nbformat.read(str(student), as_version=4).cells)
     try:
-        client = NotebookClient(
-            nb,
-            timeout=CELL_TIMEOUT,
-            kernel_name="python3",
-            allow_errors=False,
-            resources={"metadata": {"path": str(workdir)}},
-            on_cell_executed=lambda cell, cell_index, **kw: (
-                log(f"{student.name}: cell {cell_index + 1}/{len(nb.cells)}")
-                if cell.cell_type == "code" and os.environ.get("EDUDIFF_SITE_VERBOSE")
-                else None
-            ),
-        )
-        client.execute()  # raises CellExecutionError for an error in an untagged cell
+        for attempt in range(1, ATTEMPTS + 1):
+            nb = nbformat.read(str(student), as_version=4)
+            n_tagged = tag_exercises(nb)
+            log(f"{student.name}: executing ({env or 'full mode'}, {n_tagged} exercise/check cells may fail)")
+            client = NotebookClient(
+                nb,
+                timeout=CELL_TIMEOUT,
+                kernel_name="python3",
+                allow_errors=False,
+                resources={"metadata": {"path": str(workdir)}},
+                on_cell_executed=lambda cell, cell_index, **kw: (
+                    log(f"{student.name}: cell {cell_index + 1}/{n_cells}")
+                    if cell.cell_type == "code" and os.environ.get("EDUDIFF_SITE_VERBOSE")
+                    else None
+                ),
+            )
+            try:
+                client.execute()  # raises CellExecutionError for an error in an untagged cell
+                break
+            except (CellTimeoutError, DeadKernelError) as err:
+                if attempt == ATTEMPTS:
+                    raise
+                reason = str(err).strip().split("\n")[0]
+                log(f"{student.name}: {type(err).__name__}: {reason}; executing it again ({attempt + 1}/{ATTEMPTS})")
     finally:
         for k, v in saved.items():
             if v is None:
@@ -249,6 +264,12 @@ def unpack_mathjax(tgz: Path, static: Path) -> None:
         raise SystemExit(f"{tgz}: no es5/tex-chtml.js inside; expected the npm package mathjax@3")
 
 
+def sphinx_command(src: Path, out: Path) -> list[str]:
+    """sphinx-build, quiet, from scratch (-E), and strict: -W makes every Sphinx or docutils warning an error
+    (--keep-going: all of them are reported before it fails, not only the first)."""
+    return [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-E", "-W", "--keep-going", str(src), str(out)]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--mathjax", type=Path, required=True, help="the npm tarball of mathjax@3 (npm pack mathjax@3)")
@@ -295,9 +316,14 @@ def main(argv=None) -> int:
     # 4. Sphinx.
     if args.out.exists():
         shutil.rmtree(args.out)
-    cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-E", str(src), str(args.out)]
+    cmd = sphinx_command(src, args.out)
     log(" ".join(cmd))
-    subprocess.run(cmd, check=True, env={**os.environ, "EDUDIFF_REPO": str(REPO)})
+    done = subprocess.run(cmd, env={**os.environ, "EDUDIFF_REPO": str(REPO)})
+    if done.returncode:
+        raise SystemExit(
+            f"sphinx-build failed (exit status {done.returncode}); every warning above is an error: fix its source "
+            "(a docstring in edudiff/, a page in docs/, a notebook's markdown, README.md / DEVELOPERS.md)"
+        )
     log(f"site written to {args.out} in {time.monotonic() - t0:.0f} s; open {args.out / 'index.html'}")
     return 0
 

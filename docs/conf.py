@@ -14,7 +14,7 @@ project = "edudiff — denoising diffusion, checked by numbers"
 author = "the edudiff authors"
 copyright = "the edudiff authors; code MIT, text CC BY 4.0"
 
-extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.mathjax"]
+extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.napoleon", "sphinx.ext.mathjax"]
 exclude_patterns = ["_build", "_repo", "_notebook_files", "**.ipynb_checkpoints"]
 suppress_warnings = ["myst.header"]  # included README parts start at ### below a page's #
 
@@ -31,6 +31,11 @@ nb_merge_streams = True
 
 # MathJax 3, bundled: a path relative to html_static_path.
 mathjax_path = "mathjax/tex-chtml.js"
+
+# The docstrings' "Args:" / "Raises:" sections are Google style: napoleon turns them into parameter lists (read as
+# plain reST they are definition lists that docutils warns about, and warnings fail the build).
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"

@@ -92,21 +92,21 @@ class Schedule:
 
     Tables (index t = 0..T; index 0 is "no noise"):
 
-    ============================== ===========================================================
-    ``betas``                      beta_t, beta_0 = 0
-    ``alphas``                     1 - beta_t
-    ``sqrt_alphas``, ``sqrt_betas`` sqrt(alpha_t), sqrt(beta_t) (one forward step, eq. 2)
-    ``alpha_bars``                 prod_{s<=t} alpha_s, alpha_bar_0 = 1
-    ``alpha_bars_prev``            alpha_bar_{t-1} (index 0 holds 1)
-    ``sqrt_alpha_bars``            sqrt(alpha_bar_t)
-    ``sqrt_one_minus_alpha_bars``  sqrt(1 - alpha_bar_t)
-    ``posterior_variance``         beta-tilde_t = beta_t (1-alpha_bar_{t-1})/(1-alpha_bar_t); 0 at t<=1
+    ================================== ===========================================================
+    ``betas``                          beta_t, beta_0 = 0
+    ``alphas``                         1 - beta_t
+    ``sqrt_alphas``, ``sqrt_betas``    sqrt(alpha_t), sqrt(beta_t) (one forward step, eq. 2)
+    ``alpha_bars``                     prod_{s<=t} alpha_s, alpha_bar_0 = 1
+    ``alpha_bars_prev``                alpha_bar_{t-1} (index 0 holds 1)
+    ``sqrt_alpha_bars``                sqrt(alpha_bar_t)
+    ``sqrt_one_minus_alpha_bars``      sqrt(1 - alpha_bar_t)
+    ``posterior_variance``             beta-tilde_t = beta_t (1-alpha_bar_{t-1})/(1-alpha_bar_t); 0 at t<=1
     ``posterior_log_variance_clipped`` log beta-tilde_t, with t=1 (where beta-tilde_1 = 0) and t=0
-                                   set to log beta-tilde_2, as improved-diffusion does
-    ``posterior_mean_coef_x0``     sqrt(alpha_bar_{t-1}) beta_t / (1-alpha_bar_t)        (eq. 7)
-    ``posterior_mean_coef_xt``     sqrt(alpha_t)(1-alpha_bar_{t-1}) / (1-alpha_bar_t)    (eq. 7)
-    ``snr``                        alpha_bar_t / (1-alpha_bar_t); inf at t=0
-    ============================== ===========================================================
+                                       set to log beta-tilde_2, as improved-diffusion does
+    ``posterior_mean_coef_x0``         sqrt(alpha_bar_{t-1}) beta_t / (1-alpha_bar_t)        (eq. 7)
+    ``posterior_mean_coef_xt``         sqrt(alpha_t)(1-alpha_bar_{t-1}) / (1-alpha_bar_t)    (eq. 7)
+    ``snr``                            alpha_bar_t / (1-alpha_bar_t); inf at t=0
+    ================================== ===========================================================
 
     At t=0 the posterior coefficients are set to (1, 0): "x_{-1}" is x_0 itself.
 

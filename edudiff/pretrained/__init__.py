@@ -15,7 +15,8 @@ Producing the shipped file from a training run (the command is in the card)::
     python -m edudiff.pretrained export runs/mnist_cpu/last.pt edudiff/pretrained/mnist.pt
 
 Shipped: ``"mnist"`` (unconditional, notebook 06) and ``"mnist_cond"`` (class-conditional with label dropout, for
-classifier-free guidance; notebook 08: ``sample_images(model, schedule, n, (1, 28, 28), labels=..., guidance_scale=...)``).
+classifier-free guidance; notebook 08: ``sample_images(model, schedule, n, (1, 28, 28), labels=...,
+guidance_scale=...)``).
 
 Taught in: notebooks/06_unet_mnist.ipynb ("skip training: load the course's weights") and
 notebooks/08_conditional_guidance.ipynb.

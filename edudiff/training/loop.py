@@ -147,7 +147,8 @@ def train(
             ``config`` (``steps``, ``lr``, ``minutes``, intervals, ... may differ, e.g. to train longer).
         callback: called after every step with a :class:`TrainState`; returning True stops the run
             (a checkpoint is saved). Its time is not counted as training time.
-        progress: show a tqdm progress bar with the loss and an ETA (rank 0 only).
+        progress: show a tqdm progress bar with the loss and an ETA
+            (rank 0 only).
         dataset: an already loaded :class:`edudiff.data.ImageDataset` (or a float tensor
             (N, C, H, W) in [-1, 1]) to use instead of loading ``config.dataset`` -- the shape must still
             match the dataset's.
