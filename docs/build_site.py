@@ -215,7 +215,7 @@ def prepare_page(nb, name: str, env: dict):
     if env.get("EDUDIFF_FAST") == "1":
         extra.append(new_markdown_cell(FAST_NOTE))
     if env.get("EDUDIFF_PRETRAINED") == "1":
-        extra.append(new_markdown_cell(PRETRAINED_NOTE.format(weights=PRETRAINED_WEIGHTS[name])))
+        extra.append(new_markdown_cell(PRETRAINED_NOTE.format(weights=PRETRAINED_WEIGHTS[Path(name).stem])))
     for c in extra:
         c.metadata["tags"] = ["edudiff-site"]
     nb.cells[1:1] = extra

@@ -172,6 +172,24 @@ def test_build_lets_only_exercise_cells_fail(tmp_path):
         bs.execute(wrong_kind, tmp_path, {}, tmp_path / "cache", "d", force=True)
 
 
+def test_pretrained_pages_name_their_weights():
+    """Every page the site runs with EDUDIFF_PRETRAINED=1 gets the note naming its shipped weights (CI once failed here)."""
+    import nbformat
+    from nbformat.v4 import new_markdown_cell, new_notebook
+
+    bs = _load_build_site()
+    pretrained = [stem for stem, env in bs.SITE_ENV.items() if env.get("EDUDIFF_PRETRAINED") == "1"]
+    assert pretrained, "the site runs some notebook with the shipped weights"
+    for stem in pretrained:
+        assert (bs.NOTEBOOKS / f"{stem}.ipynb").exists(), f"SITE_ENV names {stem}, which is not a notebook"
+        nb = new_notebook(cells=[new_markdown_cell("# t"), new_markdown_cell("body")])
+        page = bs.prepare_page(nbformat.from_dict(nb), f"{stem}.ipynb", bs.SITE_ENV[stem])
+        notes = [c.source for c in page.cells if "Run with the course's weights" in c.source]
+        assert len(notes) == 1, f"{stem}: expected one pretrained note"
+        weights = bs.PRETRAINED_WEIGHTS[stem]
+        assert f'load("{weights}")' in notes[0] and (bs.REPO / "edudiff" / "pretrained" / f"{weights}.md").exists()
+
+
 def test_widget_outputs_are_stripped():
     import nbformat
     from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
