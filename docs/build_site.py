@@ -6,7 +6,8 @@ Steps (everything lands under build/; nothing in the repository is modified):
 1. `python -m edudiff homework student notebooks build/site-src/student` writes the student versions
    (solutions replaced by stubs, hidden tests removed): the site never sees a solution.
 2. Each student notebook is executed with nbclient, in a copy of notebooks/ as working folder:
-   01-05 in full mode, 06 with the course's pretrained weights (EDUDIFF_PRETRAINED=1), 07 with EDUDIFF_FAST=1.
+   01-05 in full mode, 06, 08 and 09 with the course's pretrained weights (EDUDIFF_PRETRAINED=1), 07 with
+   EDUDIFF_FAST=1.
    The exercise cells (nbgrader `solution`) and their check
    cells (nbgrader `grade`) are tagged `raises-exception` in the copy, so only they may fail, and only with
    NotImplementedError / AssertionError / NameError (what a student version raises there, as
@@ -47,6 +48,7 @@ SITE_ENV = {
     "06_unet_mnist": {"EDUDIFF_PRETRAINED": "1"},
     "07_cifar10": {"EDUDIFF_FAST": "1"},
     "08_conditional_guidance": {"EDUDIFF_PRETRAINED": "1"},
+    "09_guiding_trained_models": {"EDUDIFF_PRETRAINED": "1"},
 }
 ALLOWED_ERRORS = {"NotImplementedError", "AssertionError", "NameError"}  # in exercise and check cells only
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
@@ -70,7 +72,11 @@ the weights shipped with the package (`edudiff.pretrained.load("{weights}")`, tr
 model card `edudiff/pretrained/{weights}.md`), then samples and scores them. Unset the variable to train them yourself.
 ```"""
 #: The shipped weights each pretrained page loads.
-PRETRAINED_WEIGHTS = {"06_unet_mnist": "mnist", "08_conditional_guidance": "mnist_cond"}
+PRETRAINED_WEIGHTS = {
+    "06_unet_mnist": "mnist",
+    "08_conditional_guidance": "mnist_cond",
+    "09_guiding_trained_models": "mnist",
+}
 
 
 def log(msg: str) -> None:

@@ -1,4 +1,4 @@
-"""The command line: ``python -m edudiff {train,sample,evaluate,homework} ...``.
+"""The command line: ``python -m edudiff {train,train-classifier,sample,evaluate,homework} ...``.
 
 One entry point for every command (``python -m edudiff.pretrained`` is the shipped weights' own tool).
 
@@ -18,12 +18,13 @@ from .training.parts import TrainingInterrupted
 
 __all__ = ["main", "main_train", "train_parser"]
 
-_USAGE = """usage: python -m edudiff {train,sample,evaluate,homework} [options]
+_USAGE = """usage: python -m edudiff {train,train-classifier,sample,evaluate,homework} [options]
 
-  train      train a DDPM U-Net (python -m edudiff train --help)
-  sample     draw a PNG grid of images from a checkpoint
-  evaluate   bits/dim and (MNIST) classifier scores of a checkpoint
-  homework   student versions and grading of the notebooks' exercises
+  train             train a DDPM U-Net (python -m edudiff train --help)
+  train-classifier  train the noise-aware classifier p(y | x_t, t) of classifier guidance
+  sample            draw a PNG grid of images from a checkpoint
+  evaluate          bits/dim and (MNIST) classifier scores of a checkpoint
+  homework          student versions and grading of the notebooks' exercises
 """
 
 _EPILOG = """examples:
@@ -159,6 +160,10 @@ def _run(command: str, argv: list[str], prog: str) -> int:
     try:
         if command == "train":
             return main_train(argv, prog)
+        if command == "train-classifier":
+            from .training.classifier import main_train_classifier
+
+            return main_train_classifier(argv, prog)
         from .images.generate import main_sample
 
         return main_sample(argv, prog)
@@ -175,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m edudiff``; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     command, rest = (argv[0], argv[1:]) if argv else (None, [])
-    if command in ("train", "sample"):
+    if command in ("train", "train-classifier", "sample"):
         return _run(command, rest, f"python -m edudiff {command}")
     if command == "evaluate":
         from .images.evaluate import main as evaluate_main

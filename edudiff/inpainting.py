@@ -18,7 +18,7 @@ step is resampled, jump length 1).
 Shapes: ``x_known`` (B, ...) in the data's scale, ``mask`` broadcastable to it, 1 = known. A model is any callable
 ``model(x_t, t) -> eps_hat``; t runs 1..T.
 
-Taught in: notebooks/09 (classifier guidance and inpainting; planned). Checked against the exact conditional of a
+Taught in: notebooks/09_guiding_trained_models.ipynb. Checked against the exact conditional of a
 Gaussian mixture in tests/test_inpainting.py.
 """
 
@@ -29,6 +29,7 @@ import torch
 from ._validate import check_finite, check_positive_int
 from .forward import randn_like
 from .reverse import check_var_type, eval_mode, p_mean_variance
+from .sampling import respace
 from .schedules import Schedule
 from .utils import progress_bar
 
@@ -60,17 +61,22 @@ def inpaint(
     clip_x0: bool = False,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    steps: int | None = None,
 ) -> torch.Tensor:
     """Fill in the unknown region (``mask == 0``) of ``x_known`` with the model; returns x_0, shape of ``x_known``,
     equal to ``x_known`` where ``mask == 1``.
 
     ``resample_steps``: RePaint's U (1 = replacement only). ``var_type`` and ``clip_x0`` as in
-    :func:`edudiff.sample`. Costs ``T * resample_steps`` network calls (``T * (2U - 1)`` forward-process draws).
+    :func:`edudiff.sample`. ``steps``: run on the schedule respaced to that many of its timesteps
+    (:func:`edudiff.sampling.respace`; None = all T), the way to make it affordable on a CPU. Costs
+    ``steps * resample_steps`` network calls (``T * resample_steps`` without ``steps``).
     """
     check_finite(x_known, "x_known")
     check_positive_int(resample_steps, "resample_steps", fix="(RePaint's U; 1 = no resampling)")
     check_var_type(var_type)
     m = _check_mask(mask, x_known)
+    if steps is not None:
+        schedule, model = respace(schedule, steps, model)
     x0 = x_known
     x = randn_like(x0, generator)
     ab, betas = schedule.alpha_bars, schedule.betas

@@ -35,6 +35,8 @@ __all__ = [
     "sample",
     "ddim_timesteps",
     "ddim_sample",
+    "respace",
+    "RespacedModel",
     "DDPMScheduler",
     "VAR_TYPES",
 ]  # p_mean_variance and VAR_TYPES live in edudiff.reverse; re-exported here
@@ -130,6 +132,41 @@ def ddim_timesteps(T: int, ddim_steps: int) -> list[int]:
         raise ValueError(f"ddim_steps must lie in 1..T={T}, got {ddim_steps}")
     taus = np.unique(np.round(np.linspace(1, T, ddim_steps)).astype(int))
     return [int(v) for v in taus[::-1]]
+
+
+class RespacedModel:
+    """``model`` called on a respaced schedule: its step k (1..T') is the original timestep ``timesteps[k]``."""
+
+    def __init__(self, model, timesteps: torch.Tensor):
+        self.model, self.timesteps = model, timesteps
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        return self.model(x, self.timesteps.to(t.device)[t], *args, **kwargs)
+
+    def __getattr__(self, name):  # train()/eval()/parameters()/config of the wrapped network
+        return getattr(self.model, name)
+
+
+def respace(schedule: Schedule, steps: int, model=None):
+    r"""A shorter diffusion that visits ``steps`` of the schedule's timesteps (improved-diffusion's
+    ``space_timesteps``; Nichol & Dhariwal 2021, sec. 4): with the kept steps
+    :math:`0 = \tau_0 < \tau_1 < \dots < \tau_{T'} = T` (:func:`ddim_timesteps`),
+
+    .. math:: \beta'_k = 1 - \bar\alpha_{\tau_k} / \bar\alpha_{\tau_{k-1}}, \qquad
+              \text{so} \quad \bar\alpha'_k = \bar\alpha_{\tau_k}:
+
+    the marginals q(x_k) of the short process are the original's at the kept steps, and a model trained on the
+    long one predicts eps for it when called with :math:`\tau_k`. Algorithm 2 on the short schedule costs ``steps``
+    network calls instead of T.
+
+    Returns ``(short_schedule, timesteps)``, ``timesteps`` a LongTensor (T' + 1,) with ``timesteps[k]`` = tau_k
+    (index 0 = 0, "no noise"); with ``model``, returns ``(short_schedule, RespacedModel(model, timesteps))``.
+    """
+    taus = ddim_timesteps(schedule.T, steps)[::-1]  # ascending 1..T
+    ab = schedule.alpha_bars[[0, *taus]]
+    short = Schedule(1.0 - ab[1:] / ab[:-1])
+    timesteps = torch.tensor([0, *taus], dtype=torch.long)
+    return (short, timesteps) if model is None else (short, RespacedModel(model, timesteps))
 
 
 @torch.no_grad()

@@ -520,6 +520,15 @@ CHEATS = {
     "nb08_drop_labels": (
         "from edudiff.training.parts import drop_labels\nreturn drop_labels(y, p_uncond, null_label, generator, len(y))"
     ),
+    "nb09_guided_mean": (
+        "eps = eps_model(x, t)\nguide = ClassifierGuidance(eps_model, log_probs, y, s, schedule)\n"
+        "return edudiff.posterior.posterior_mean_from_eps(schedule, x, t, eps) + s * schedule.betas[t] * "
+        "guide.class_gradient(x, t)"
+    ),
+    "nb09_replace": (
+        "tt = torch.full((x_prev.shape[0],), max(t_prev, 1))\n"
+        "return mask * edudiff.q_sample(schedule, x0_known, tt, generator=generator) + (1 - mask) * x_prev"
+    ),
     "nb07_ema_update": (
         "as_module = lambda ts: torch.nn.ParameterList([torch.nn.Parameter(x.detach(), requires_grad=False) "
         "for x in ts])\nema_update(as_module(ema_params), as_module(params), decay)"

@@ -166,3 +166,64 @@ def test_notebook_06_runs_with_the_course_weights(monkeypatch):
     ).execute()  # raises CellExecutionError, naming the cell, on any failed assert
     text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "mode: pretrained" in text and "loaded the course's weights" in text
+
+
+# ------------------------------------------------------------------------------------------------
+# The shipped noisy classifier (notebook 09)
+# ------------------------------------------------------------------------------------------------
+def test_shipped_classifier_is_pinned_small_half_precision_and_loads_offline(no_network):
+    from edudiff.nn import NoisyClassifier
+
+    entry = pretrained.CLASSIFIERS["mnist_classifier"]
+    path = pretrained.HERE / entry["file"]
+    assert path.stat().st_size <= 2**20 and md5sum(path) == entry["md5"], "pinned and under 1 MB"
+    state = load_checkpoint(path)
+    assert all(v.dtype == torch.float16 for v in state["model"].values() if v.is_floating_point())
+    clf, schedule, card = pretrained.load_classifier("mnist_classifier", device="cpu")
+    assert isinstance(clf, NoisyClassifier) and not clf.training
+    _, unet_schedule, _ = pretrained.load("mnist", device="cpu")
+    assert torch.equal(schedule.betas, unet_schedule.betas), "trained on the schedule of the model it guides"
+    assert "train-classifier" in card["command"] and set(card["test_accuracy_vs_t"]) >= {"1", "500", "1000"}
+    with pytest.raises(ValueError, match="load_classifier"):
+        pretrained.load("mnist_classifier")
+    with pytest.raises(ValueError, match="mnist_classifier"):
+        pretrained.load_classifier("mnist")
+
+
+@needs_mnist
+def test_shipped_classifier_reads_noisy_digits_as_its_card_says():
+    """On 1,000 real test digits (the card measured all 10,000, other noise draws): near its card's accuracy at every
+    t within CLT noise, at least 97% on nearly clean digits, and at chance once nothing of x_0 is left."""
+    from edudiff.data import load_mnist
+    from edudiff.training import noisy_accuracy
+
+    clf, schedule, card = pretrained.load_classifier("mnist_classifier", device="cpu")
+    test = load_mnist(train=False)
+    acc = noisy_accuracy(clf, schedule, test.images[:1000], test.labels[:1000], ts=[1, 300, 500, 1000], seed=7)
+    for t, a in acc.items():
+        p = card["test_accuracy_vs_t"][str(t)]
+        assert abs(a - p) < 5 * (p * (1 - p) / 1000) ** 0.5 + 0.01, f"t = {t}: {a:.3f} against the card's {p:.3f}"
+    assert acc[1] >= 0.97 and abs(acc[1000] - 0.1) < 0.05, acc
+
+
+def test_export_classifier_round_trip(tmp_path, monkeypatch):
+    from edudiff import Schedule
+    from edudiff.nn import NoisyClassifierConfig
+    from edudiff.training import save_noisy_classifier, train_noisy_classifier
+
+    sched = Schedule.linear(50)
+    images = torch.rand(32, 1, 8, 8) * 2 - 1
+    cfg = NoisyClassifierConfig(num_classes=2, image_size=8, base_channels=8, channel_mults=(1, 2), num_groups=4)
+    clf, _ = train_noisy_classifier(images, torch.arange(32) % 2, sched, cfg, steps=2, batch_size=8, device="cpu")
+    save_noisy_classifier(tmp_path / "c.pt", clf, sched, {"command": "python -m edudiff train-classifier", "steps": 2})
+    md5 = pretrained.export_classifier(tmp_path / "c.pt", tmp_path / "tinyclf.pt")
+    monkeypatch.setattr(pretrained, "HERE", tmp_path)
+    monkeypatch.setitem(pretrained.CLASSIFIERS, "tinyclf", {"file": "tinyclf.pt", "md5": md5, "card": "tinyclf.json"})
+    loaded, schedule, card = pretrained.load_classifier("tinyclf", device="cpu")
+    x, t = torch.randn(4, 1, 8, 8), torch.tensor([1, 10, 30, 50])
+    with torch.no_grad():
+        assert torch.allclose(loaded(x, t), clf(x, t), atol=2e-2)
+    assert torch.equal(schedule.betas, sched.betas) and card["steps"] == 2
+    (tmp_path / "tinyclf.pt").write_bytes(b"junk")
+    with pytest.raises(pretrained.PretrainedError, match="tinyclf.pt are corrupted or altered"):
+        pretrained.load_classifier("tinyclf")

@@ -117,3 +117,24 @@ def test_sample_restores_training_mode_and_checks_the_model():
         sample(s, lambda x, t: x, (2, 3), var_type="learned")
     with pytest.raises(ValueError, match="eta"):
         ddim_sample(s, lambda x, t: x, (2, 3), eta=-1)
+
+
+def test_respaced_schedule_keeps_the_marginals_and_the_models_timesteps():
+    """respace: the short process's alpha-bar at step k is the long one's at tau_k (so q(x_k | x_0) is unchanged),
+    and a model trained on the long process, called at tau_k, samples the short one: Algorithm 2 with sigma^2 = beta
+    is exact for N(0, 1) data at any schedule (sec. 3.2), so 30 respaced steps of the exact eps-model of the T = 1000
+    process must give N(0, 1) -- and the same 30 steps without the timestep map must not."""
+    from edudiff.sampling import RespacedModel, respace
+
+    long = Schedule.linear(1000)
+    short, taus = respace(long, 30)
+    assert short.T == 30 and taus[0] == 0 and taus[-1] == 1000 and taus.tolist() == sorted(taus.tolist())
+    assert torch.allclose(short.alpha_bars, long.alpha_bars[taus], rtol=1e-12, atol=0)
+    gauss = GaussianMixture([1.0], [0.0], [1.0])
+    eps_long = gauss.optimal_eps_model(long)
+    pvalues = {}
+    for name, model in (("respaced", RespacedModel(eps_long, taus)), ("unmapped", eps_long)):
+        x0 = sample(short, model, (20000,), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        pvalues[name] = stats.kstest(x0.numpy(), "norm").pvalue
+    assert pvalues["respaced"] > 1e-3, f"the respaced sampler should draw N(0, 1): {pvalues}"
+    assert pvalues["unmapped"] < 1e-6, f"calling the model at the short process's own k must be wrong: {pvalues}"

@@ -275,6 +275,7 @@ MATH_MODULES = (
     "edudiff.losses",
     "edudiff.sampling",
     "edudiff.guidance",
+    "edudiff.inpainting",
     "edudiff.toy",
 )
 

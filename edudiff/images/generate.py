@@ -56,11 +56,14 @@ def sample_images(
     progress: bool = False,
     labels=None,
     guidance_scale: float = 1.0,
+    classifier=None,
 ) -> torch.Tensor:
     """Draw ``n`` images from an eps-model; returns a float32 CPU tensor (n, C, H, W) in [-1, 1].
 
     ``labels``: for a class-conditional model, the class of each image, a LongTensor (n,) (or an int for all);
     ``guidance_scale``: classifier-free guidance scale s (:mod:`edudiff.guidance`; 1 = plain conditional).
+    ``classifier``: a noisy classifier ``classifier(x_t, t) -> logits`` (:class:`edudiff.nn.NoisyClassifier`) to
+    steer an *unconditional* model towards ``labels`` at scale ``guidance_scale`` (classifier guidance).
 
     ``ddim_steps``: DDIM (:func:`edudiff.ddim_sample`) with that many steps and ``eta``; None =
     Algorithm 2 (:func:`edudiff.sample`, all T steps, sigma_t^2 = beta_t). Both clip the predicted x_0
@@ -78,6 +81,7 @@ def sample_images(
         guide = {
             "labels": None if labels is None else labels[start : start + shape[0]].to(device),
             "guidance_scale": guidance_scale,
+            "classifier": classifier,
         }
         if ddim_steps is not None:
             x = ddim_sample(

@@ -16,7 +16,8 @@ Producing the shipped file from a training run (the command is in the card)::
 
 Shipped: ``"mnist"`` (unconditional, notebook 06) and ``"mnist_cond"`` (class-conditional with label dropout, for
 classifier-free guidance; notebook 08: ``sample_images(model, schedule, n, (1, 28, 28), labels=...,
-guidance_scale=...)``).
+guidance_scale=...)``); and the classifier ``"mnist_classifier"`` (:func:`load_classifier`), p(y | x_t, t) on noisy
+MNIST, for classifier guidance of ``"mnist"`` (notebook 09).
 
 Taught in: notebooks/06_unet_mnist.ipynb ("skip training: load the course's weights") and
 notebooks/08_conditional_guidance.ipynb.
@@ -33,13 +34,15 @@ import torch
 from ..config import default_device
 from ..data import md5sum
 from ..nn.checkpoint import CheckpointError, load_checkpoint, load_weights, schedule_from_checkpoint
+from ..nn.noisy_classifier import NoisyClassifier, classifier_from_state
 from ..nn.unet import UNet
 from ..nn.unet_config import UNetConfig
 from ..schedules import Schedule
 from ..utils import atomic_write
 
 __all__ = [
-    "MODELS", "FORMAT", "PretrainedError", "available", "path_of", "card", "load", "export", "score", "write_card",
+    "MODELS", "CLASSIFIERS", "FORMAT", "PretrainedError", "available", "path_of", "card", "load", "export", "score",
+    "write_card", "load_classifier", "export_classifier",
 ]  # fmt: skip
 
 FORMAT = "edudiff-pretrained"
@@ -49,6 +52,14 @@ HERE = Path(__file__).resolve().parent
 MODELS: dict[str, dict] = {
     "mnist": {"file": "mnist.pt", "md5": "9699b9f3bea441523954bde0055b7ac1", "card": "mnist.json"},
     "mnist_cond": {"file": "mnist_cond.pt", "md5": "b09f1d1815d9244888ca3d3cd7c472f5", "card": "mnist_cond.json"},
+}
+#: Shipped noise-aware classifiers p(y | x_t, t), for classifier guidance (notebook 09): :func:`load_classifier`.
+CLASSIFIERS: dict[str, dict] = {
+    "mnist_classifier": {
+        "file": "mnist_classifier.pt",
+        "md5": "0392f5f869ad055f01c6fcbd7ca8054e",
+        "card": "mnist_classifier.json",
+    },
 }
 
 
@@ -88,14 +99,8 @@ def _fix(path: Path) -> str:
     )
 
 
-def load(name: str = "mnist", device=None) -> tuple[UNet, Schedule, dict]:
-    """The course's trained model ``name``: ``(model, schedule, card)``.
-
-    ``model`` is the EMA U-Net in eval mode, float32, on ``device`` (default :func:`edudiff.default_device`);
-    ``schedule`` the :class:`~edudiff.Schedule` it was trained with; ``card`` as :func:`card`. The file's md5 is
-    checked first; a missing or altered file raises :class:`PretrainedError` naming the file and the fix.
-    """
-    entry, path = _entry(name), path_of(name)
+def _verified_state(name: str, entry: dict, path: Path, required: tuple[str, ...]) -> dict:
+    """The shipped file of ``name``, md5-checked, read weights-only; raises PretrainedError naming the file."""
     if not path.is_file():
         raise PretrainedError(f"the weights {path} are missing; {_fix(path)}")
     found = md5sum(path)
@@ -103,13 +108,63 @@ def load(name: str = "mnist", device=None) -> tuple[UNet, Schedule, dict]:
         raise PretrainedError(
             f"the weights {path} are corrupted or altered (md5 {found}, expected {entry['md5']}); {_fix(path)}"
         )
-    state = load_checkpoint(path, required=("format", "ema", "unet_config", "betas"))
+    state = load_checkpoint(path, required=("format", *required))
     if state["format"] != FORMAT:
         raise PretrainedError(f"{path} is not an {FORMAT} file (format {state['format']!r}); {_fix(path)}")
+    return state
+
+
+def load(name: str = "mnist", device=None) -> tuple[UNet, Schedule, dict]:
+    """The course's trained model ``name``: ``(model, schedule, card)``.
+
+    ``model`` is the EMA U-Net in eval mode, float32, on ``device`` (default :func:`edudiff.default_device`);
+    ``schedule`` the :class:`~edudiff.Schedule` it was trained with; ``card`` as :func:`card`. The file's md5 is
+    checked first; a missing or altered file raises :class:`PretrainedError` naming the file and the fix.
+    """
+    if name in CLASSIFIERS:
+        raise ValueError(f"{name!r} is a classifier, not a diffusion model: use load_classifier({name!r})")
+    path = path_of(name)
+    state = _verified_state(name, _entry(name), path, ("ema", "unet_config", "betas"))
     model = UNet(UNetConfig(**state["unet_config"]))
     load_weights(model, {k: v.float() for k, v in state["ema"].items()}, path, "ema")
     device = default_device() if device is None else torch.device(device)
     return model.to(device).eval(), schedule_from_checkpoint(state, path), card(name)
+
+
+def load_classifier(name: str = "mnist_classifier", device=None) -> tuple[NoisyClassifier, Schedule, dict]:
+    """The course's noise-aware classifier ``name`` (:data:`CLASSIFIERS`): ``(classifier, schedule, card)``, the
+    :class:`~edudiff.nn.NoisyClassifier` p(y | x_t, t) in eval mode (float32, on ``device``), the schedule it was
+    trained on (guide only a model trained with the same one) and its card (command, minutes, the test accuracy
+    against t). md5-checked and read weights-only, like :func:`load`."""
+    if name not in CLASSIFIERS:
+        raise ValueError(f"name must be one of {sorted(CLASSIFIERS)} (the course's classifiers), got {name!r}")
+    entry = CLASSIFIERS[name]
+    path = HERE / entry["file"]
+    state = _verified_state(name, entry, path, ("classifier_config", "model", "betas"))
+    classifier = classifier_from_state(state, path)
+    try:
+        info = json.loads((HERE / entry["card"]).read_text())
+    except (OSError, ValueError) as err:
+        raise PretrainedError(f"cannot read the card {HERE / entry['card']} ({err}); reinstall edudiff") from err
+    device = default_device() if device is None else torch.device(device)
+    return classifier.to(device).eval(), schedule_from_checkpoint(state, path), info
+
+
+def export_classifier(checkpoint: str | os.PathLike, out: str | os.PathLike) -> str:
+    """Write a classifier checkpoint (``python -m edudiff train-classifier``) as a shippable float16 file, and its
+    card's data (the checkpoint's info: command, steps, minutes, the test accuracy against t, the losses) as
+    ``<out stem>.json``. Returns the md5 to pin in :data:`CLASSIFIERS`."""
+    state = load_checkpoint(checkpoint, required=("classifier_config", "model", "betas"))
+    small = {
+        "format": FORMAT,
+        "version": 1,
+        "classifier_config": state["classifier_config"],
+        "model": {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()},
+        "betas": state["betas"],
+    }
+    atomic_write(out, lambda f: torch.save(small, f))
+    atomic_write(Path(out).with_suffix(".json"), (json.dumps(state.get("info", {}), indent=1) + "\n").encode())
+    return md5sum(out)
 
 
 def export(checkpoint: str | os.PathLike, out: str | os.PathLike, command: str = "", trained_on: str = "") -> str:

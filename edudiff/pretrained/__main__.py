@@ -1,7 +1,8 @@
 """``python -m edudiff.pretrained export CHECKPOINT OUT [--command ...]``: write a training checkpoint's EMA
 weights as a shippable float16 file (plus its card data, OUT with ``.json``) and print the md5;
 ``python -m edudiff.pretrained score mnist``: sample the shipped model, score it and store the scores in the card;
-``python -m edudiff.pretrained card mnist``: render the Markdown model card from the card's data.
+``python -m edudiff.pretrained card mnist``: render the Markdown model card from the card's data;
+``python -m edudiff.pretrained export-classifier runs/clf/classifier.pt OUT``: the same for a noisy classifier.
 See :func:`edudiff.pretrained.export` and :func:`edudiff.pretrained.score`."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import export, score, write_card
+from . import export, export_classifier, score, write_card
 
 
 def main(argv=None) -> int:
@@ -23,6 +24,9 @@ def main(argv=None) -> int:
     e.add_argument("out")
     e.add_argument("--train-command", default="", help="the command that trained it (for the model card)")
     e.add_argument("--trained-on", default="", help="the machine it was trained on (for the model card)")
+    ec = sub.add_parser("export-classifier", help="write a noisy classifier's checkpoint to OUT (float16), print md5")
+    ec.add_argument("checkpoint")
+    ec.add_argument("out")
     s = sub.add_parser("score", help="sample the shipped model NAME and store the classifier's scores in its card")
     s.add_argument("name", nargs="?", default="mnist")
     s.add_argument("--n", type=int, default=1000, help="samples (default 1000)")
@@ -35,6 +39,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.command == "export":
         md5 = export(args.checkpoint, args.out, command=args.train_command, trained_on=args.trained_on)
+        print(f"{args.out}: {os.path.getsize(args.out):,} bytes, md5 {md5}")
+    elif args.command == "export-classifier":
+        md5 = export_classifier(args.checkpoint, args.out)
         print(f"{args.out}: {os.path.getsize(args.out):,} bytes, md5 {md5}")
     elif args.command == "card":
         notes = Path(args.notes).read_text(encoding="utf-8") if args.notes else ""

@@ -28,7 +28,8 @@ The pieces live in their own modules: :mod:`edudiff.training.config` (:class:`Tr
 :mod:`edudiff.training.recipes` (the recommended settings), :mod:`edudiff.training.trainer` (the
 :class:`Trainer`: set-up and one step), :mod:`edudiff.training.loop` (:func:`train`, the loop),
 :mod:`edudiff.training.parts` (EMA, seeds, stopping, results), :mod:`edudiff.training.resume` (what a checkpoint
-of a run holds and how a run resumes from it), :mod:`edudiff.training.distributed` (DDP). Below this layer:
+of a run holds and how a run resumes from it), :mod:`edudiff.training.distributed` (DDP),
+:mod:`edudiff.training.classifier` (the noise-aware classifier of classifier guidance, notebook 09). Below this layer:
 :mod:`edudiff.nn.checkpoint` (the checkpoint file, :func:`~edudiff.nn.checkpoint.load_model`) and
 :mod:`edudiff.images` (sampling grids, PNG files, scores).
 
@@ -39,6 +40,7 @@ Taught in: notebooks/06_unet_mnist.ipynb (MNIST) and notebooks/07_cifar10.ipynb 
 
 from __future__ import annotations
 
+from .classifier import noisy_accuracy, save_noisy_classifier, train_noisy_classifier
 from .config import TrainConfig, build_model, unet_config_for
 from .loop import train
 from .parts import TrainingInterrupted, TrainResult, TrainState, ema_update, epoch_permutation
@@ -58,4 +60,7 @@ __all__ = [
     "epoch_permutation",
     "choose_mode",
     "recipe",
+    "train_noisy_classifier",
+    "noisy_accuracy",
+    "save_noisy_classifier",
 ]
