@@ -356,6 +356,26 @@ def test_ddp_gloo_two_processes(tmp_path):
         )
 
 
+@pytest.mark.slow
+@needs_mnist
+def test_ddp_gloo_two_processes_class_conditional(tmp_path):
+    """DDP keeps working with labels and label dropout: both ranks end with identical weights, and the checkpoint
+    loads as a class-conditional model that uses its labels."""
+    out = tmp_path / "ddp_cond"
+    launch = "-m torch.distributed.run --standalone --nproc_per_node 2 -m edudiff train"
+    options = "--dataset mnist --fast --class-conditional --steps 4 --batch-size 4 --limit 64 --sample-every 0"
+    cmd = [sys.executable, *launch.split(), *options.split(), "--out", str(out), "--quiet"]
+    run = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "DDP: all 2 processes hold identical weights" in run.stdout
+    state = load_checkpoint(out / "last.pt")
+    digests = state["ddp_param_digests"]
+    assert len(digests) == 2 and digests[0] == digests[1], "the two ranks' weights differ"
+    assert state["config"]["num_classes"] == 10 and state["config"]["label_dropout"] == 0.1
+    model, _, _ = load_model(out / "last.pt", ema=False, device="cpu")
+    assert model.config.num_classes == 10 and model.null_label == 10
+
+
 def test_checkpoint_of_another_unet_version_is_refused_clearly(images, tmp_path):
     from edudiff.nn.checkpoint import save_checkpoint
 

@@ -1,0 +1,107 @@
+"""Steering the shipped unconditional MNIST model (notebook 09): classifier guidance and inpainting, measured.
+
+* **Classifier guidance**: ``--n`` digits (the ten classes in turn) from ``edudiff.pretrained.load("mnist")`` with DDIM
+  (``--ddim-steps``, clipped x_0), guided by the shipped noisy classifier ``load_classifier("mnist_classifier")`` at
+  every scale in ``--scales``; scored by the project's MNIST classifier (800 steps, trained on clean digits: a different
+  network from the guide) -- class match (the requested digit with p > 0.9) and FD ratio (Fréchet distance of its
+  features to real training digits over real test digits' own at the same N).
+* **Inpainting**: the first ``--n-inpaint`` MNIST test digits with the top (or bottom) half known, completed by
+  ``edudiff.inpainting.inpaint`` on the schedule respaced to each of ``--inpaint-steps``, for each RePaint ``U`` in
+  ``--resample``; the share whose completion the scoring classifier gives the original label (arg-max).
+
+    python benchmarks/bench_guidance.py                                    # the figures in benchmarks/README.md
+    python benchmarks/bench_guidance.py --n 20 --scales 0 4 --n-inpaint 10 --inpaint-steps 5 --resample 1   # smoke
+    python benchmarks/bench_guidance.py --skip-guidance --inpaint-steps 50 100 --resample 1 5 10
+
+Prints a table per part and writes ``--out`` (JSON). Meant for a 2-core CPU; the thread count is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from edudiff import pretrained
+from edudiff.data import load_mnist
+from edudiff.images import sample_images
+from edudiff.images.evaluate import load_or_train_classifier, mnist_sample_quality
+from edudiff.inpainting import inpaint
+
+
+def guidance_sweep(args, unet, schedule, guide, scorer) -> list[dict]:
+    labels = torch.arange(args.n) % 10
+    rows = []
+    for s in args.scales:
+        t0 = time.perf_counter()
+        x = sample_images(unet, schedule, args.n, (1, 28, 28), ddim_steps=args.ddim_steps, seed=args.seed,
+                          labels=labels, guidance_scale=float(s), classifier=guide, device="cpu")  # fmt: skip
+        seconds = time.perf_counter() - t0
+        q = mnist_sample_quality(x, scorer, n_reference=10000, seed=args.seed, labels=labels)
+        row = {"scale": float(s), "class_match": q["samples"]["class_match"],
+               "fd_ratio": q["samples"]["fd"] / q["real_test"]["fd"], "seconds": seconds}  # fmt: skip
+        rows.append(row)
+        print(f"  s = {s:>5g}: class match {row['class_match']:.3f}, FD ratio {row['fd_ratio']:.2f} ({seconds:.0f} s)",
+              flush=True)  # fmt: skip
+    return rows
+
+
+@torch.no_grad()
+def inpainting_table(args, unet, schedule, scorer) -> list[dict]:
+    test = load_mnist(train=False)
+    digits, labels = test.images[: args.n_inpaint], test.labels[: args.n_inpaint]
+    top = torch.zeros(1, 1, 28, 28)
+    top[..., :14, :] = 1.0
+    rows = []
+    for half, mask in (("top", top), ("bottom", 1 - top)):
+        alone = float((scorer(mask * digits - (1 - mask)).argmax(1) == labels).double().mean())
+        print(f"  {half} half known, the half alone: label kept {alone:.3f}", flush=True)
+        for steps in args.inpaint_steps:
+            for u in args.resample:
+                t0 = time.perf_counter()
+                out = inpaint(schedule, unet, digits, mask, resample_steps=u, steps=steps, clip_x0=True,
+                              generator=torch.Generator().manual_seed(args.seed + u))  # fmt: skip
+                kept = float((scorer(out.clamp(-1, 1)).argmax(1) == labels).double().mean())
+                row = {"half": half, "steps": steps, "U": u, "label_kept": kept, "alone": alone,
+                       "seconds": time.perf_counter() - t0}  # fmt: skip
+                rows.append(row)
+                print(f"  {half} half known, {steps} steps, U = {u}: label kept {kept:.3f} ({row['seconds']:.0f} s)",
+                      flush=True)  # fmt: skip
+    return rows
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--n", type=int, default=500, help="guided samples per scale (default 500)")
+    p.add_argument("--ddim-steps", type=int, default=25)
+    p.add_argument("--scales", type=float, nargs="+", default=[0, 2, 4, 6, 8, 12])
+    p.add_argument("--n-inpaint", type=int, default=200, help="test digits to complete (default 200)")
+    p.add_argument("--inpaint-steps", type=int, nargs="+", default=[50])
+    p.add_argument("--resample", type=int, nargs="+", default=[1, 2, 4])
+    p.add_argument("--skip-guidance", action="store_true")
+    p.add_argument("--skip-inpainting", action="store_true")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--out", default="bench_guidance.json")
+    args = p.parse_args(argv)
+    print(f"torch threads: {torch.get_num_threads()}", flush=True)
+    unet, schedule, _ = pretrained.load("mnist", device="cpu")
+    guide, _, _ = pretrained.load_classifier("mnist_classifier", device="cpu")
+    scorer, info = load_or_train_classifier(steps=800, device="cpu")
+    print(f"scoring classifier: test accuracy {info['test_accuracy']:.4f}", flush=True)
+    result = {"args": vars(args)}
+    if not args.skip_guidance:
+        print(f"classifier guidance, N = {args.n}, DDIM-{args.ddim_steps}:", flush=True)
+        result["guidance"] = guidance_sweep(args, unet, schedule, guide, scorer)
+    if not args.skip_inpainting:
+        print(f"inpainting, N = {args.n_inpaint} test digits:", flush=True)
+        result["inpainting"] = inpainting_table(args, unet, schedule, scorer)
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
