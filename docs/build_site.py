@@ -129,8 +129,9 @@ def sources_digest() -> str:
 def execute(student: Path, workdir: Path, env: dict, cache: Path, digest: str, force: bool):
     """The executed notebook (from the cache when its key matches)."""
     import nbformat
-    from nbclient import NotebookClient
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    from edudiff.course.homework.grading import notebook_client
 
     key = hashlib.sha256(student.read_bytes() + f"env={sorted(env.items())}".encode() + digest.encode()).hexdigest()
     cached = cache / student.name
@@ -150,7 +151,7 @@ def execute(student: Path, workdir: Path, env: dict, cache: Path, digest: str, f
             nb = nbformat.read(str(student), as_version=4)
             n_tagged = tag_exercises(nb)
             log(f"{student.name}: executing ({env or 'full mode'}, {n_tagged} exercise/check cells may fail)")
-            client = NotebookClient(
+            client = notebook_client(  # its Output widgets never write to the kernel mid-cell (see there)
                 nb,
                 timeout=CELL_TIMEOUT,
                 kernel_name="python3",

@@ -156,12 +156,13 @@ def test_notebook_06_runs_with_the_course_weights(monkeypatch):
     from pathlib import Path
 
     import nbformat
-    from nbclient import NotebookClient
+
+    from edudiff.course.homework.grading import notebook_client
 
     repo = Path(__file__).resolve().parent.parent
     monkeypatch.setenv("EDUDIFF_PRETRAINED", "1")
     nb = nbformat.read(repo / "notebooks" / "06_unet_mnist.ipynb", as_version=4)
-    NotebookClient(
+    notebook_client(
         nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(repo / "notebooks")}}
     ).execute()  # raises CellExecutionError, naming the cell, on any failed assert
     text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))

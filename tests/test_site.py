@@ -296,3 +296,34 @@ def test_included_text_and_docstrings_lose_their_solutions():
     text = "x = 1\n    ### BEGIN SOLUTION\n    return secret_answer(x)\n    ### END SOLUTION\ny = 2"
     out = "\n".join(bs.elide_solutions(text.split("\n")))
     assert "secret_answer" not in out and "### BEGIN SOLUTION\n    ...  #" in out and out.endswith("y = 2")
+
+
+@pytest.mark.slow
+def test_executions_capture_slider_output_without_writing_to_the_kernel(tmp_path):
+    """The course's notebook client keeps an interactive slider's output in the widget and never answers the kernel
+    on the shell channel mid-cell (nbclient's own Output stand-in does: the hang described in notebook_client)."""
+    from nbclient.output_widget import OutputWidget
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from edudiff.course.homework.grading import notebook_client
+
+    src = "import ipywidgets as w\nfrom IPython.display import display\n"
+    src += "display(w.interactive(lambda a: print('a =', a), a=3))"
+    nb = new_notebook(cells=[new_code_cell(src), new_code_cell("print('after')")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    client = notebook_client(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    sent = []
+    client.execute(cleanup_kc=False)
+    try:
+        widgets = [w for w in client.comm_objects.values() if type(w).__name__ == "QuietOutputWidget"]
+        assert widgets and any("a = 3" in str(w.outputs) for w in widgets), "the slider's output is kept in its widget"
+        original = client.kc.shell_channel.send
+        client.kc.shell_channel.send = lambda msg: sent.append(msg) or original(msg)
+        widgets[0].sync_state()
+        assert sent == [], "sync_state must send nothing"
+        OutputWidget.sync_state(widgets[0])  # nbclient's own: one comm_msg on the shell channel
+        assert [m["msg_type"] for m in sent] == ["comm_msg"], "the check above can see a message sent"
+    finally:
+        client.kc.shell_channel.send = original
+        client._cleanup_kernel()
+    assert "after" in nb.cells[1].outputs[0]["text"]

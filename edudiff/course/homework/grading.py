@@ -13,15 +13,34 @@ from pathlib import Path
 from .markers import MarkerError, check_notebook, exercise_checks, grade_id_of, nbgrader_metadata
 from .student import read_notebook, write_notebook
 
-__all__ = ["execute", "cell_errors", "CheckResult", "grade", "format_report"]
+__all__ = ["notebook_client", "execute", "cell_errors", "CheckResult", "grade", "format_report"]
+
+
+def notebook_client(nb, **kwargs):
+    """An ``nbclient.NotebookClient`` for ``nb`` (``kwargs`` as nbclient's) whose stand-in for ipywidgets' ``Output``
+    widget keeps what it captures but never writes back to the kernel.
+
+    nbclient's own stand-in answers every captured output with a ``comm_msg`` sent on the shell channel, in the middle
+    of the cell, while the client is waiting on that same channel for the cell's ``execute_reply``. On a loaded machine
+    that reply was seen to go unnoticed: kernel and client both idle until the cell timeout (the same libzmq wake-up
+    race as ipython/ipykernel#1529, on the client's side; nbclient issue #312). Every ``interactive`` slider holds an
+    ``Output`` widget, so the course's executions (site, grading, tests) never send that message."""
+    from nbclient import NotebookClient  # imported here: only grading, the site build and tests need it
+    from nbclient.output_widget import OutputWidget
+
+    class QuietOutputWidget(OutputWidget):
+        def sync_state(self) -> None:  # the kernel never needs the outputs back: nothing is sent
+            return None
+
+    client = NotebookClient(nb, **kwargs)
+    client.widget_registry = {"@jupyter-widgets/output": {"OutputModel": QuietOutputWidget}}
+    return client
 
 
 def execute(nb, cwd: str | os.PathLike = ".", timeout: int = 600):
     """Run every cell of ``nb`` in place (nbclient, a python3 kernel of this environment, errors
     recorded and execution continued) with ``cwd`` as working directory. Returns ``nb``."""
-    from nbclient import NotebookClient  # imported here: only grading and tests need it
-
-    NotebookClient(
+    notebook_client(
         nb, timeout=timeout, kernel_name="python3", allow_errors=True, resources={"metadata": {"path": str(cwd)}}
     ).execute()
     return nb
