@@ -173,7 +173,7 @@ def test_build_lets_only_exercise_cells_fail(tmp_path):
 
 
 def test_pretrained_pages_name_their_weights():
-    """Every page the site runs with EDUDIFF_PRETRAINED=1 gets the note naming its shipped weights (CI once failed here)."""
+    """Every page the site runs with EDUDIFF_PRETRAINED=1 gets the note naming its shipped weights (CI failed here)."""
     import nbformat
     from nbformat.v4 import new_markdown_cell, new_notebook
 
