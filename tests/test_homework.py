@@ -500,7 +500,9 @@ CHEATS = {
         "return m.mean(), m.variance()"
     ),
     "nb02_q_sample": "return q_sample(schedule, x0, t, eps=eps)",
-    "nb02_alpha_bars": "return Schedule(betas).alpha_bars",
+    "nb02_jump_between": (
+        "sub = Schedule(schedule.betas[s + 1 : t + 1])\nreturn q_mean_var(sub, xs, torch.full(xs.shape, t - s))"
+    ),
     "nb03_q_posterior": "return q_posterior(schedule, x0, xt, t)",
     "nb03_mean_from_eps": "return posterior_mean_from_eps(schedule, xt, t, eps)",
     "nb04_normal_kl": "return normal_kl(mean1, logvar1, mean2, logvar2)",
