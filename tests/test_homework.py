@@ -509,6 +509,11 @@ CHEATS = {
     "nb04_prior_kl": "return prior_kl(schedule, x0)",
     "nb04_l_t_minus_1": "return edudiff.l_t_minus_1(schedule, lambda x, tt: eps_hat, x0, xt, t, var_type='beta')",
     "nb04_decoder": "return edudiff.discretized_gaussian_log_likelihood(x, mean, log_scale)",
+    "nb05_elbo_weights": (
+        "from edudiff import elbo_weights\nlam = elbo_weights(schedule, 'beta')[t] * schedule.betas[t] / sigma2\n"
+        "return lam, lam * schedule.alpha_bars[t] / (1 - schedule.alpha_bars[t])"
+    ),
+    "nb05_eps_from_score": "return bimodal.optimal_eps(schedule, xt, t)",
     "nb05_loss_simple": "return edudiff.loss_simple(schedule, model, x0, t=t, eps=eps)",
     "nb05_reverse_step": (
         "out = edudiff.p_mean_variance(schedule, model, xt, t, var_type=var_type)\nreturn out['mean'], out['variance']"
