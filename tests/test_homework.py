@@ -525,7 +525,11 @@ CHEATS = {
     "nb05_sample": (
         "return edudiff.sample(schedule, model, shape=(n,), var_type='beta', dtype=torch.float64, generator=generator)"
     ),
-    "nb06_timestep_embedding": "return timestep_embedding(t, dim)",
+    "nb06_ddim_step": (
+        "tt = torch.full((xt.shape[0],), t, dtype=torch.long)\n"
+        "x0 = edudiff.predict_x0_from_eps(schedule, xt, tt, eps_hat)\n"
+        "return x0 if t_prev == 0 else edudiff.q_sample(schedule, x0, t_prev, eps=eps_hat)"
+    ),
     "nb08_guided_eps": "return ClassifierFreeGuidance(model, y, s)(x, t)",
     "nb08_drop_labels": (
         "from edudiff.training.parts import drop_labels\nreturn drop_labels(y, p_uncond, null_label, generator, len(y))"
