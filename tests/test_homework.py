@@ -534,9 +534,11 @@ CHEATS = {
     "nb08_drop_labels": (
         "from edudiff.training.parts import drop_labels\nreturn drop_labels(y, p_uncond, null_label, generator, len(y))"
     ),
-    "nb07_ema_update": (
-        "as_module = lambda ts: torch.nn.ParameterList([torch.nn.Parameter(x.detach(), requires_grad=False) "
-        "for x in ts])\nema_update(as_module(ema_params), as_module(params), decay)"
+    "nb07_ema_weights": (
+        "K = len(decays)\none_hot = lambda i: torch.nn.ParameterList(\n"
+        "    [torch.nn.Parameter(torch.eye(K + 1, dtype=torch.float64)[i], requires_grad=False)])\n"
+        "ema = one_hot(0)\nfor k, d in enumerate(decays):\n    ema_update(ema, one_hot(k + 1), float(d))\n"
+        "return float(ema[0][0]), ema[0].detach()[1:]"
     ),
 }
 
