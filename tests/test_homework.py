@@ -495,15 +495,25 @@ def test_committed_student_version_fails_exactly_in_exercises(path):
 #: For every code exercise of the committed notebooks: a solution body that only calls the edudiff
 #: function the notebook imports (what a student who did not do the exercise would write).
 CHEATS = {
-    "nb01_q_step": "return q_step(schedule, x_prev, t, eps=eps)",
+    "nb01_marginal_moments": (
+        "from edudiff.toy import GaussianMixture\nm = GaussianMixture(weights, means, stds).marginal(schedule, t)\n"
+        "return m.mean(), m.variance()"
+    ),
     "nb02_q_sample": "return q_sample(schedule, x0, t, eps=eps)",
-    "nb02_alpha_bars": "return Schedule(betas).alpha_bars",
+    "nb02_jump_between": (
+        "sub = Schedule(schedule.betas[s + 1 : t + 1])\nreturn q_mean_var(sub, xs, torch.full(xs.shape, t - s))"
+    ),
     "nb03_q_posterior": "return q_posterior(schedule, x0, xt, t)",
     "nb03_mean_from_eps": "return posterior_mean_from_eps(schedule, xt, t, eps)",
     "nb04_normal_kl": "return normal_kl(mean1, logvar1, mean2, logvar2)",
     "nb04_prior_kl": "return prior_kl(schedule, x0)",
     "nb04_l_t_minus_1": "return edudiff.l_t_minus_1(schedule, lambda x, tt: eps_hat, x0, xt, t, var_type='beta')",
     "nb04_decoder": "return edudiff.discretized_gaussian_log_likelihood(x, mean, log_scale)",
+    "nb05_elbo_weights": (
+        "from edudiff import elbo_weights\nlam = elbo_weights(schedule, 'beta')[t] * schedule.betas[t] / sigma2\n"
+        "return lam, lam * schedule.alpha_bars[t] / (1 - schedule.alpha_bars[t])"
+    ),
+    "nb05_eps_from_score": "return bimodal.optimal_eps(schedule, xt, t)",
     "nb05_loss_simple": "return edudiff.loss_simple(schedule, model, x0, t=t, eps=eps)",
     "nb05_reverse_step": (
         "out = edudiff.p_mean_variance(schedule, model, xt, t, var_type=var_type)\nreturn out['mean'], out['variance']"
@@ -515,7 +525,11 @@ CHEATS = {
     "nb05_sample": (
         "return edudiff.sample(schedule, model, shape=(n,), var_type='beta', dtype=torch.float64, generator=generator)"
     ),
-    "nb06_timestep_embedding": "return timestep_embedding(t, dim)",
+    "nb06_ddim_step": (
+        "tt = torch.full((xt.shape[0],), t, dtype=torch.long)\n"
+        "x0 = edudiff.predict_x0_from_eps(schedule, xt, tt, eps_hat)\n"
+        "return x0 if t_prev == 0 else edudiff.q_sample(schedule, x0, t_prev, eps=eps_hat)"
+    ),
     "nb08_guided_eps": "return ClassifierFreeGuidance(model, y, s)(x, t)",
     "nb08_drop_labels": (
         "from edudiff.training.parts import drop_labels\nreturn drop_labels(y, p_uncond, null_label, generator, len(y))"
@@ -529,9 +543,11 @@ CHEATS = {
         "tt = torch.full((x_prev.shape[0],), max(t_prev, 1))\n"
         "return mask * edudiff.q_sample(schedule, x0_known, tt, generator=generator) + (1 - mask) * x_prev"
     ),
-    "nb07_ema_update": (
-        "as_module = lambda ts: torch.nn.ParameterList([torch.nn.Parameter(x.detach(), requires_grad=False) "
-        "for x in ts])\nema_update(as_module(ema_params), as_module(params), decay)"
+    "nb07_ema_weights": (
+        "K = len(decays)\none_hot = lambda i: torch.nn.ParameterList(\n"
+        "    [torch.nn.Parameter(torch.eye(K + 1, dtype=torch.float64)[i], requires_grad=False)])\n"
+        "ema = one_hot(0)\nfor k, d in enumerate(decays):\n    ema_update(ema, one_hot(k + 1), float(d))\n"
+        "return float(ema[0][0]), ema[0].detach()[1:]"
     ),
 }
 
