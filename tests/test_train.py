@@ -452,7 +452,8 @@ def test_one_command_line(capsys):
     assert info.value.code == 0 and "--minutes" in capsys.readouterr().out
     assert edudiff_main(["sample", "--ckpt", "missing.pt"]) == 2
     assert "missing.pt does not exist" in capsys.readouterr().err
-    assert edudiff_main(["nonsense"]) == 2 and "train,sample,evaluate,homework" in capsys.readouterr().err
+    assert edudiff_main(["nonsense"]) == 2
+    assert "train,train-classifier,sample,evaluate,homework" in capsys.readouterr().err
     run = subprocess.run(
         [sys.executable, "-m", "edudiff", "homework", "--help"], env=_env(), capture_output=True, text=True, timeout=120
     )
