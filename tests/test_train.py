@@ -323,21 +323,26 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     assert "bad.pt is not a checkpoint" in err and "delete" not in err, "a file we did not write: never 'delete it'"
 
 
+def _run_ddp_two_processes(out, options: str) -> dict:
+    """``python -m edudiff train OPTIONS`` under torchrun with 2 CPU processes (gloo) into ``out``; checks that it ran
+    and that the ranks reported identical weights; returns the checkpoint."""
+    # torchrun runs the one command line, python -m edudiff train
+    launch = "-m torch.distributed.run --standalone --nproc_per_node 2 -m edudiff train"
+    cmd = [sys.executable, *launch.split(), *options.split(), "--out", str(out), "--quiet"]
+    run = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "DDP: all 2 processes hold identical weights" in run.stdout
+    return load_checkpoint(out / "last.pt")
+
+
 @needs_mnist
 def test_ddp_gloo_two_processes(tmp_path):
     """torchrun with 2 CPU processes (gloo): the ranks end with identical weights, and the run equals
     one process with the doubled batch (same images, same noise; only the summation order differs)."""
     from edudiff.data import load_mnist
 
-    out = tmp_path / "ddp"
-    # torchrun runs the one command line, python -m edudiff train
-    launch = "-m torch.distributed.run --standalone --nproc_per_node 2 -m edudiff train"
     options = "--dataset mnist --fast --steps 4 --batch-size 4 --limit 64 --ckpt-every 2 --sample-every 0 --seed 1"
-    cmd = [sys.executable, *launch.split(), *options.split(), "--out", str(out), "--quiet"]
-    run = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "DDP: all 2 processes hold identical weights" in run.stdout
-    state = load_checkpoint(out / "last.pt")
+    state = _run_ddp_two_processes(tmp_path / "ddp", options)
     assert state["step"] == 4 and state["rng"]["data_order"]["world_size"] == 2
     digests = state["ddp_param_digests"]
     assert len(digests) == 2 and digests[0] == digests[1], "the two ranks' weights differ"
@@ -360,15 +365,10 @@ def test_ddp_gloo_two_processes(tmp_path):
 @needs_mnist
 def test_ddp_gloo_two_processes_class_conditional(tmp_path):
     """DDP keeps working with labels and label dropout: both ranks end with identical weights, and the checkpoint
-    loads as a class-conditional model that uses its labels."""
+    loads as a class-conditional model."""
     out = tmp_path / "ddp_cond"
-    launch = "-m torch.distributed.run --standalone --nproc_per_node 2 -m edudiff train"
     options = "--dataset mnist --fast --class-conditional --steps 4 --batch-size 4 --limit 64 --sample-every 0"
-    cmd = [sys.executable, *launch.split(), *options.split(), "--out", str(out), "--quiet"]
-    run = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "DDP: all 2 processes hold identical weights" in run.stdout
-    state = load_checkpoint(out / "last.pt")
+    state = _run_ddp_two_processes(out, options)
     digests = state["ddp_param_digests"]
     assert len(digests) == 2 and digests[0] == digests[1], "the two ranks' weights differ"
     assert state["config"]["num_classes"] == 10 and state["config"]["label_dropout"] == 0.1

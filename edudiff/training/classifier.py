@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .._validate import check_positive_int
+from .._validate import check_finite, check_positive_int
 from ..config import default_device
 from ..forward import q_sample
 from ..nn.checkpoint import save_checkpoint
@@ -49,8 +49,7 @@ def _check_labelled(images, labels) -> None:
             f"labels must be a LongTensor (N,) = ({images.shape[0]},), one per image; "
             f"got {getattr(labels, 'shape', labels)}"
         )
-    if not bool(torch.isfinite(images).all()):
-        raise ValueError("images hold NaN or infinite values; check the dataset files")
+    check_finite(images, "images")
 
 
 def train_noisy_classifier(
