@@ -26,6 +26,10 @@ LOCK ?= $(wildcard requirements/py$(PY_MINOR).txt)
 LOCK_ARGS := $(if $(LOCK),-c $(LOCK))
 # Quick check (`make test`): what a student runs; `make test-all`: everything CI runs.
 QUICK_MARKERS := not slow and not browser and not site
+# `make test` runs in parallel (pytest-xdist): a worker per core, at most 4 (each notebook kernel takes up to ~2 GB);
+# --dist loadscope keeps each notebook's cells, and each test file, in one worker and in order. WORKERS=0: serial.
+WORKERS ?= auto
+XDIST_ARGS := $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --maxprocesses 4 --dist loadscope)
 
 .PHONY: lab test test-all test-unit test-browser lint install clean-venv site test-site upgrade
 
@@ -65,12 +69,14 @@ lab: install
 # The quick check: the unit tests (not those marked slow, browser or site) and every notebook under nbval, in
 # fast mode. What a student runs after a change.
 test: install
-	EDUDIFF_FAST=$${EDUDIFF_FAST:-1} $(BIN)/python -m pytest tests --nbval notebooks -m "$(QUICK_MARKERS)" $(PYTEST_ARGS)
+	EDUDIFF_FAST=$${EDUDIFF_FAST:-1} $(BIN)/python -m pytest tests --nbval notebooks -m "$(QUICK_MARKERS)" $(XDIST_ARGS) $(PYTEST_ARGS)
 
-# Everything CI runs (bash .ci/run, after make lint): all tests -- slow and browser ones included -- and every
-# notebook, then the website built and checked in Chromium (make test-site). Chromium: bash .ci/install_browser.sh.
+# Everything CI runs (bash .ci/run, after make lint): the quick check as a student runs it (make test), then the
+# slow and browser tests (one at a time: the browser tests share a JupyterLab server), then the website built and
+# checked in Chromium (make test-site). Together: every test and every notebook. Chromium: bash .ci/install_browser.sh.
 test-all: install
-	EDUDIFF_FAST=$${EDUDIFF_FAST:-1} $(BIN)/python -m pytest tests --nbval notebooks -m "not site" $(PYTEST_ARGS)
+	$(MAKE) test
+	EDUDIFF_FAST=$${EDUDIFF_FAST:-1} $(BIN)/python -m pytest tests -m "(slow or browser) and not site" $(PYTEST_ARGS)
 	$(MAKE) test-site
 
 # The package's unit tests only (no notebooks, no browser, no slow tests): the extra legs of .ci/run.

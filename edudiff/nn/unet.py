@@ -80,14 +80,6 @@ class UNet(nn.Module):
         self.config = cfg
         ch, emb_dim, groups = cfg.base_channels, cfg.base_channels * cfg.time_embed_mult, cfg.num_groups
 
-        def res(c_in, c_out):
-            return ResBlock(c_in, c_out, emb_dim, cfg.dropout, groups, cfg.zero_init)
-
-        def attn(c, resolution):
-            if resolution in cfg.attention_resolutions:
-                return AttentionBlock(c, cfg.num_heads, groups, cfg.zero_init)
-            return nn.Identity()
-
         # Timestep -> sinusoid (ch) -> MLP -> emb (4ch), shared by every residual block.
         self.time_embed = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         # Class label (K classes + the null label K) -> a vector added to the time embedding.
@@ -95,39 +87,14 @@ class UNet(nn.Module):
             self.label_embed = nn.Embedding(cfg.num_classes + 1, emb_dim)
         self.conv_in = nn.Conv2d(cfg.in_channels, ch, 3, padding=1)
 
-        # Down path. skip_channels records the width of every tensor pushed onto the skip stack.
-        last = cfg.num_levels - 1
-        c, skip_channels = ch, [ch]
-        self.down = nn.ModuleList()
-        for i, (c_out, r, n) in enumerate(
-            zip(cfg.level_channels(), cfg.level_resolutions(), cfg.res_blocks_per_level())
-        ):
-            blocks, attns = [], []
-            for _ in range(n):
-                blocks.append(res(c, c_out))
-                attns.append(attn(c_out, r))
-                c = c_out
-                skip_channels.append(c)
-            sample = Downsample(c) if i != last else None
-            if sample is not None:
-                skip_channels.append(c)
-            self.down.append(Level(blocks, attns, sample))
-
+        # Down path; skip_channels records the width of every tensor pushed onto the skip stack.
+        self.down, c, skip_channels = self._down_path(emb_dim)
         # Middle: Res - Attn - Res at the lowest resolution.
-        self.mid_res1 = res(c, c)
+        self.mid_res1 = self._res(c, c, emb_dim)
         self.mid_attn = AttentionBlock(c, cfg.num_heads, groups, cfg.zero_init)
-        self.mid_res2 = res(c, c)
-
+        self.mid_res2 = self._res(c, c, emb_dim)
         # Up path: one more block per level, each eating one skip (popped in reverse order).
-        self.up = nn.ModuleList()
-        for i in reversed(range(cfg.num_levels)):
-            c_out, r, n = cfg.level_channels()[i], cfg.level_resolutions()[i], cfg.res_blocks_per_level()[i]
-            blocks, attns = [], []
-            for _ in range(n + 1):
-                blocks.append(res(c + skip_channels.pop(), c_out))
-                attns.append(attn(c_out, r))
-                c = c_out
-            self.up.append(Level(blocks, attns, Upsample(c) if i != 0 else None))
+        self.up, c = self._up_path(emb_dim, c, skip_channels)
         assert not skip_channels, "every skip must be used exactly once"
 
         self.norm_out = nn.GroupNorm(groups, c)
@@ -135,6 +102,52 @@ class UNet(nn.Module):
         if cfg.zero_init:
             nn.init.zeros_(self.conv_out.weight)
             nn.init.zeros_(self.conv_out.bias)
+
+    def _res(self, c_in: int, c_out: int, emb_dim: int) -> ResBlock:
+        cfg = self.config
+        return ResBlock(c_in, c_out, emb_dim, cfg.dropout, cfg.num_groups, cfg.zero_init)
+
+    def _attn(self, c: int, resolution: int) -> nn.Module:
+        cfg = self.config
+        if resolution in cfg.attention_resolutions:
+            return AttentionBlock(c, cfg.num_heads, cfg.num_groups, cfg.zero_init)
+        return nn.Identity()
+
+    def _down_path(self, emb_dim: int) -> tuple[nn.ModuleList, int, list[int]]:
+        """The encoder's levels, the width after them, and the width of every skip tensor (in push order)."""
+        cfg = self.config
+        last = cfg.num_levels - 1
+        c, skip_channels = cfg.base_channels, [cfg.base_channels]
+        down = nn.ModuleList()
+        for i, (c_out, r, n) in enumerate(
+            zip(cfg.level_channels(), cfg.level_resolutions(), cfg.res_blocks_per_level())
+        ):
+            blocks, attns = [], []
+            for _ in range(n):
+                blocks.append(self._res(c, c_out, emb_dim))
+                attns.append(self._attn(c_out, r))
+                c = c_out
+                skip_channels.append(c)
+            sample = Downsample(c) if i != last else None
+            if sample is not None:
+                skip_channels.append(c)
+            down.append(Level(blocks, attns, sample))
+        return down, c, skip_channels
+
+    def _up_path(self, emb_dim: int, c: int, skip_channels: list[int]) -> tuple[nn.ModuleList, int]:
+        """The decoder's levels (each block concatenates one skip, popped from ``skip_channels``) and the width
+        after them."""
+        cfg = self.config
+        up = nn.ModuleList()
+        for i in reversed(range(cfg.num_levels)):
+            c_out, r, n = cfg.level_channels()[i], cfg.level_resolutions()[i], cfg.res_blocks_per_level()[i]
+            blocks, attns = [], []
+            for _ in range(n + 1):
+                blocks.append(self._res(c + skip_channels.pop(), c_out, emb_dim))
+                attns.append(self._attn(c_out, r))
+                c = c_out
+            up.append(Level(blocks, attns, Upsample(c) if i != 0 else None))
+        return up, c
 
     def check_inputs(self, x, t) -> None:
         """Raise a ValueError/TypeError naming ``x`` or ``t`` unless they fit this network."""

@@ -292,6 +292,18 @@ def _score_table(info: dict, conditional: bool) -> str:
     )
 
 
+def _card_purpose(name: str, conditional: bool) -> str:
+    """The model card's opening sentence: what the weights are and which notebook loads them."""
+    return (
+        "The EMA weights of the course's class-conditional MNIST model (label dropout 0.1 for classifier-free "
+        "guidance), shipped so that notebook 08 (and its page on the course site) can draw digits on demand without "
+        f'training: `edudiff.pretrained.load("{name}")`, sampled with `labels=` and `guidance_scale=`.'
+        if conditional
+        else "The EMA weights of the course's MNIST CPU recipe, shipped so that notebook 06 (and its page on the "
+        f'course site) can show real samples without training: `edudiff.pretrained.load("{name}")`.'
+    )
+
+
 def write_card(name: str = "mnist", notes: str = "") -> Path:
     """Render the model card ``<name>.md`` (and its loss curve ``<name>_loss.png``) from the card's data file:
     the command, the machine, steps and minutes, the loss curve and a table of the scores; ``notes`` (Markdown)
@@ -306,14 +318,7 @@ def write_card(name: str = "mnist", notes: str = "") -> Path:
     checkpoints = [i for i in range(0, len(losses), max(1, len(losses) // 8))] + [len(losses) - 1]
     loss_rows = [f"| {i + 1} | {losses[max(0, i - window + 1) : i + 1].mean():.4f} |" for i in checkpoints]
     conditional = info["unet_config"].get("num_classes") is not None
-    what = (
-        "The EMA weights of the course's class-conditional MNIST model (label dropout 0.1 for classifier-free "
-        "guidance), shipped so that notebook 08 (and its page on the course site) can draw digits on demand without "
-        f'training: `edudiff.pretrained.load("{name}")`, sampled with `labels=` and `guidance_scale=`.'
-        if conditional
-        else "The EMA weights of the course's MNIST CPU recipe, shipped so that notebook 06 (and its page on the "
-        f'course site) can show real samples without training: `edudiff.pretrained.load("{name}")`.'
-    )
+    what = _card_purpose(name, conditional)
     text = f"""# Model card: edudiff pretrained `{name}`
 
 {what}
