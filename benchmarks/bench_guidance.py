@@ -7,11 +7,13 @@
   features to real training digits over real test digits' own at the same N).
 * **Inpainting**: the first ``--n-inpaint`` MNIST test digits with the top (or bottom) half known, completed by
   ``edudiff.inpainting.inpaint`` on the schedule respaced to each of ``--inpaint-steps``, for each RePaint ``U`` in
-  ``--resample``; the share whose completion the scoring classifier gives the original label (arg-max).
+  ``--resample``, with RePaint's jumps of ``--jump-length`` steps; the share whose completion the scoring classifier
+  gives the original label (arg-max).
 
     python benchmarks/bench_guidance.py                                    # the figures in benchmarks/README.md
     python benchmarks/bench_guidance.py --n 20 --scales 0 4 --n-inpaint 10 --inpaint-steps 5 --resample 1   # smoke
     python benchmarks/bench_guidance.py --skip-guidance --inpaint-steps 50 100 --resample 1 5 10
+    python benchmarks/bench_guidance.py --skip-guidance --n-inpaint 100 --resample 10 --jump-length 1 5 10
 
 Prints a table per part and writes ``--out`` (JSON). Meant for a 2-core CPU; the thread count is printed.
 """
@@ -19,6 +21,7 @@ Prints a table per part and writes ``--out`` (JSON). Meant for a 2-core CPU; the
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 
@@ -58,17 +61,18 @@ def inpainting_table(args, unet, schedule, scorer) -> list[dict]:
     for half, mask in (("top", top), ("bottom", 1 - top)):
         alone = float((scorer(mask * digits - (1 - mask)).argmax(1) == labels).double().mean())
         print(f"  {half} half known, the half alone: label kept {alone:.3f}", flush=True)
-        for steps in args.inpaint_steps:
-            for u in args.resample:
-                t0 = time.perf_counter()
-                out = inpaint(schedule, unet, digits, mask, resample_steps=u, steps=steps, clip_x0=True,
-                              generator=torch.Generator().manual_seed(args.seed + u))  # fmt: skip
-                kept = float((scorer(out.clamp(-1, 1)).argmax(1) == labels).double().mean())
-                row = {"half": half, "steps": steps, "U": u, "label_kept": kept, "alone": alone,
-                       "seconds": time.perf_counter() - t0}  # fmt: skip
-                rows.append(row)
-                print(f"  {half} half known, {steps} steps, U = {u}: label kept {kept:.3f} ({row['seconds']:.0f} s)",
-                      flush=True)  # fmt: skip
+        for steps, u, j in itertools.product(args.inpaint_steps, args.resample, args.jump_length):
+            if u == 1 and j > 1:
+                continue  # no resampling, nothing to jump
+            t0 = time.perf_counter()
+            out = inpaint(schedule, unet, digits, mask, resample_steps=u, steps=steps, clip_x0=True, jump_length=j,
+                          generator=torch.Generator().manual_seed(args.seed + u))  # fmt: skip
+            kept = float((scorer(out.clamp(-1, 1)).argmax(1) == labels).double().mean())
+            row = {"half": half, "steps": steps, "U": u, "jump_length": j, "label_kept": kept, "alone": alone,
+                   "seconds": time.perf_counter() - t0}  # fmt: skip
+            rows.append(row)
+            print(f"  {half} half known, {steps} steps, U = {u}, j = {j}: label kept {kept:.3f} "
+                  f"({row['seconds']:.0f} s)", flush=True)  # fmt: skip
     return rows
 
 
@@ -80,6 +84,7 @@ def main(argv=None) -> int:
     p.add_argument("--n-inpaint", type=int, default=200, help="test digits to complete (default 200)")
     p.add_argument("--inpaint-steps", type=int, nargs="+", default=[50])
     p.add_argument("--resample", type=int, nargs="+", default=[1, 2, 4])
+    p.add_argument("--jump-length", type=int, nargs="+", default=[1], help="RePaint's j (default 1)")
     p.add_argument("--skip-guidance", action="store_true")
     p.add_argument("--skip-inpainting", action="store_true")
     p.add_argument("--seed", type=int, default=1)

@@ -12,8 +12,11 @@ the known pixels themselves at t - 1 = 0), while the unknown region comes from t
 The two halves are drawn independently, so they need not agree ("harmonise"); RePaint's **resampling** repeats each
 step ``resample_steps`` = U times, going back one forward step in between,
 :math:`x_t \sim q(x_t|x_{t-1}) = \mathcal N(\sqrt{1-\beta_t}\,x_{t-1}, \beta_t I)`, which lets the unknown region
-adapt to the known one (U = 1 is plain replacement; the paper uses U = 10 with jumps of 10 steps -- here every
-step is resampled, jump length 1).
+adapt to the known one (U = 1 is plain replacement). With ``jump_length`` = j > 1 it goes back j steps at a time,
+:math:`x_{s+j} \sim q(x_{s+j}|x_s) = \mathcal N(\sqrt{r}\,x_s, (1-r) I)` with :math:`r = \bar\alpha_{s+j}/\bar\alpha_s`,
+and comes down again through j model steps, so that the model revisits coarser structure (the paper's sec. 4.2; its
+experiments use T = 250, U = 10, j = 10; :func:`repaint_schedule` lists the states visited). Either way a run costs
+about ``T * U`` model calls.
 
 Shapes: ``x_known`` (B, ...) in the data's scale, ``mask`` broadcastable to it, 1 = known. A model is any callable
 ``model(x_t, t) -> eps_hat``; t runs 1..T.
@@ -33,7 +36,7 @@ from .sampling import respace
 from .schedules import Schedule
 from .utils import progress_bar
 
-__all__ = ["inpaint"]
+__all__ = ["inpaint", "repaint_schedule"]
 
 
 def _check_mask(mask, x_known: torch.Tensor) -> torch.Tensor:
@@ -50,6 +53,31 @@ def _check_mask(mask, x_known: torch.Tensor) -> torch.Tensor:
     return mask.to(x_known.dtype)
 
 
+def repaint_schedule(T: int, resample_steps: int = 1, jump_length: int = 1) -> list[int]:
+    """The states x_T, ..., x_0 that :func:`inpaint` visits, in order: T, T-1, ..., 0 with jumps back.
+
+    Going down is one reverse step of the model; after arriving at a state s >= 1 that is a multiple of j =
+    ``jump_length`` with s + j <= T, the chain goes back up to s + j (one forward draw) and down again, U - 1 =
+    ``resample_steps - 1`` times (RePaint's time schedule, Lugmayr et al. 2022, sec. 4.2; nothing is redrawn after the
+    last step into x_0). Example: T = 6, U = 2, j = 2 gives 6 5 4 6 5 4 3 2 4 3 2 1 0. The number of model calls is
+    the number of downward moves: T + (U - 1) * j * (the number of such s)."""
+    check_positive_int(T, "T")
+    check_positive_int(resample_steps, "resample_steps", fix="(RePaint's U; 1 = no resampling)")
+    check_positive_int(jump_length, "jump_length", fix="(RePaint's j: how many steps each resampling goes back)")
+    left: dict[int, int] = {}
+    states, s = [T], T
+    while s > 0:
+        s -= 1
+        states.append(s)
+        if s >= 1 and s % jump_length == 0 and s + jump_length <= T:
+            n = left.setdefault(s, resample_steps - 1)
+            if n > 0:
+                left[s] = n - 1
+                s += jump_length
+                states.append(s)
+    return states
+
+
 @torch.no_grad()
 def inpaint(
     schedule: Schedule,
@@ -62,36 +90,39 @@ def inpaint(
     generator: torch.Generator | None = None,
     progress: bool = False,
     steps: int | None = None,
+    jump_length: int = 1,
 ) -> torch.Tensor:
     """Fill in the unknown region (``mask == 0``) of ``x_known`` with the model; returns x_0, shape of ``x_known``,
     equal to ``x_known`` where ``mask == 1``.
 
-    ``resample_steps``: RePaint's U (1 = replacement only). ``var_type`` and ``clip_x0`` as in
-    :func:`edudiff.sample`. ``steps``: run on the schedule respaced to that many of its timesteps
-    (:func:`edudiff.sampling.respace`; None = all T), the way to make it affordable on a CPU. Costs
-    ``steps * resample_steps`` network calls (``T * resample_steps`` without ``steps``).
+    ``resample_steps``: RePaint's U (1 = replacement only); ``jump_length``: its j, how many steps each resampling
+    goes back (:func:`repaint_schedule`). ``var_type`` and ``clip_x0`` as in :func:`edudiff.sample`. ``steps``: run
+    on the schedule respaced to that many of its timesteps (:func:`edudiff.sampling.respace`; None = all T), the way
+    to make it affordable on a CPU. Costs about ``steps * resample_steps`` network calls (``T * resample_steps``
+    without ``steps``).
     """
     check_finite(x_known, "x_known")
-    check_positive_int(resample_steps, "resample_steps", fix="(RePaint's U; 1 = no resampling)")
     check_var_type(var_type)
     m = _check_mask(mask, x_known)
     if steps is not None:
         schedule, model = respace(schedule, steps, model)
+    states = repaint_schedule(schedule.T, resample_steps, jump_length)
     x0 = x_known
     x = randn_like(x0, generator)
     ab, betas = schedule.alpha_bars, schedule.betas
     with eval_mode(model):
-        for t in progress_bar(range(schedule.T, 0, -1), progress, desc="inpainting", leave=False):
+        moves = zip(states, states[1:])
+        for a, b in progress_bar(moves, progress, desc="inpainting", leave=False, total=len(states) - 1):
+            if b > a:  # back up: x_b ~ q(x_b | x_a); one step uses beta_b itself
+                keep = float(ab[b] / ab[a]) if b > a + 1 else 1 - float(betas[b])
+                noise_var = 1 - keep if b > a + 1 else float(betas[b])
+                x = keep**0.5 * x + noise_var**0.5 * randn_like(x, generator)
+                continue
+            t = a  # one reverse step, x_t -> x_{t-1}: the model for the unknown region, q(x_{t-1}|x_0) for the known
             tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
-            passes = resample_steps if t > 1 else 1  # at t = 1 nothing is redrawn after the step
-            for u in range(passes):
-                out = p_mean_variance(schedule, model, x, tt, var_type=var_type, clip_x0=clip_x0)
-                unknown = out["mean"] + (out["variance"].sqrt() * randn_like(x, generator) if t > 1 else 0.0)
-                a_prev = float(ab[t - 1])
-                known = a_prev**0.5 * x0 + ((1 - a_prev) ** 0.5 * randn_like(x0, generator) if t > 1 else 0.0)
-                x_prev = m * known + (1 - m) * unknown
-                if u + 1 < passes:  # back one forward step: x_t ~ q(x_t | x_{t-1})
-                    beta = float(betas[t])
-                    x = (1 - beta) ** 0.5 * x_prev + beta**0.5 * randn_like(x_prev, generator)
-            x = x_prev
+            out = p_mean_variance(schedule, model, x, tt, var_type=var_type, clip_x0=clip_x0)
+            unknown = out["mean"] + (out["variance"].sqrt() * randn_like(x, generator) if t > 1 else 0.0)
+            a_prev = float(ab[t - 1])
+            known = a_prev**0.5 * x0 + ((1 - a_prev) ** 0.5 * randn_like(x0, generator) if t > 1 else 0.0)
+            x = m * known + (1 - m) * unknown
     return x

@@ -9,7 +9,7 @@ import torch
 from scipy import stats
 
 from edudiff import Schedule
-from edudiff.inpainting import inpaint
+from edudiff.inpainting import inpaint, repaint_schedule
 from edudiff.toy import GaussianMixture
 
 SCHED = Schedule.linear(250, 4e-4, 0.08)  # the paper's schedule at T = 250 (betas x 1000/T): 4x fewer model calls
@@ -60,6 +60,8 @@ def test_bad_arguments_are_refused():
         inpaint(SCHED, model, x, torch.ones(3))
     with pytest.raises(ValueError, match="resample_steps"):
         inpaint(SCHED, model, x, torch.tensor([1.0, 0.0]), resample_steps=0)
+    with pytest.raises(ValueError, match="jump_length"):
+        inpaint(SCHED, model, x, torch.tensor([1.0, 0.0]), resample_steps=2, jump_length=0)
     with pytest.raises(ValueError, match="x_known"):
         inpaint(SCHED, model, torch.full((4, 2), float("nan")), torch.tensor([1.0, 0.0]))
 
@@ -79,3 +81,43 @@ def test_respaced_inpainting_still_reaches_the_exact_conditional():
         assert torch.equal(out[:, 0], known[:, 0])
         ks[u] = stats.kstest(out[:, 1].numpy(), cdf).statistic
     assert ks[1] > 0.2 and ks[10] < 0.08, f"KS D against the exact conditional, by U: {ks}"
+
+
+def test_repaint_schedule_goes_down_and_jumps_back_as_the_paper_describes():
+    """The hand-worked example of the docstring, and for many (T, U, j): from T to 0 by steps of -1 or jumps of +j,
+    every jump point s (a multiple of j, 1 <= s <= T - j) left upwards U - 1 times, and T + (U - 1) j (#points) model
+    steps in all."""
+    assert repaint_schedule(6, 2, 2) == [6, 5, 4, 6, 5, 4, 3, 2, 4, 3, 2, 1, 0]
+    assert repaint_schedule(5) == [5, 4, 3, 2, 1, 0]
+    assert repaint_schedule(3, 3, 1) == [3, 2, 3, 2, 3, 2, 1, 2, 1, 2, 1, 0]
+    for T, u, j in [(10, 1, 1), (10, 4, 1), (50, 10, 10), (37, 3, 5), (8, 2, 8), (8, 5, 9)]:
+        states = repaint_schedule(T, u, j)
+        moves = np.diff(states)
+        assert states[0] == T and states[-1] == 0 and max(states) == T
+        assert set(moves.tolist()) <= {-1, j}, (T, u, j, set(moves.tolist()))
+        points = [s for s in range(1, T - j + 1) if s % j == 0]
+        ups = [states[i] for i in np.flatnonzero(moves == j)]
+        assert sorted(ups) == sorted(points * (u - 1)), (T, u, j)
+        assert (moves == -1).sum() == T + (u - 1) * j * len(points)
+
+
+def test_jumps_reach_the_exact_conditional_at_the_same_cost():
+    """Resampling with jumps of j = 5 (U = 10, 50 respaced steps) also reaches the exact conditional of the diagonal
+    mixture, and calls the model exactly once per downward move of its schedule."""
+    mix = GaussianMixture([0.5, 0.5], [[-2.0, -2.0], [2.0, 2.0]], [1.0, 1.0])
+    eps = mix.optimal_eps_model(SCHED)
+    calls = []
+
+    def model(x, t):
+        calls.append(1)
+        return eps(x, t)
+
+    known = torch.zeros(1000, 2, dtype=torch.float64)
+    known[:, 0] = 1.0
+    mask = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    g = torch.Generator().manual_seed(5)
+    out = inpaint(SCHED, model, known, mask, resample_steps=10, jump_length=5, generator=g, steps=50)
+    assert torch.equal(out[:, 0], known[:, 0])
+    assert len(calls) == int((np.diff(repaint_schedule(50, 10, 5)) == -1).sum()) == 50 + 9 * 5 * 9
+    ks = stats.kstest(out[:, 1].numpy(), exact_conditional_cdf(mix, 1.0)).statistic
+    assert ks < 0.08, f"U = 10 with jumps of 5 should be close to the exact conditional: KS D {ks:.3f}"
