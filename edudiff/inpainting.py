@@ -113,9 +113,12 @@ def inpaint(
     with eval_mode(model):
         moves = zip(states, states[1:])
         for a, b in progress_bar(moves, progress, desc="inpainting", leave=False, total=len(states) - 1):
-            if b > a:  # back up: x_b ~ q(x_b | x_a); one step uses beta_b itself
-                keep = float(ab[b] / ab[a]) if b > a + 1 else 1 - float(betas[b])
-                noise_var = 1 - keep if b > a + 1 else float(betas[b])
+            if b > a:  # back up: x_b ~ q(x_b | x_a) = N(sqrt(keep) x_a, noise_var I)
+                if b == a + 1:  # one step: beta_b itself (alpha_bar_b / alpha_bar_a up to rounding)
+                    keep, noise_var = 1 - float(betas[b]), float(betas[b])
+                else:
+                    keep = float(ab[b] / ab[a])
+                    noise_var = 1 - keep
                 x = keep**0.5 * x + noise_var**0.5 * randn_like(x, generator)
                 continue
             t = a  # one reverse step, x_t -> x_{t-1}: the model for the unknown region, q(x_{t-1}|x_0) for the known

@@ -325,14 +325,17 @@ def test_cli_errors_are_clear(tmp_path, capsys):
 
 def _run_ddp_two_processes(out, options: str) -> dict:
     """``python -m edudiff train OPTIONS`` under torchrun with 2 CPU processes (gloo) into ``out``; checks that it ran
-    and that the ranks reported identical weights; returns the checkpoint."""
+    and that the ranks reported, and saved digests of, identical weights; returns the checkpoint."""
     # torchrun runs the one command line, python -m edudiff train
     launch = "-m torch.distributed.run --standalone --nproc_per_node 2 -m edudiff train"
     cmd = [sys.executable, *launch.split(), *options.split(), "--out", str(out), "--quiet"]
     run = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "DDP: all 2 processes hold identical weights" in run.stdout
-    return load_checkpoint(out / "last.pt")
+    state = load_checkpoint(out / "last.pt")
+    digests = state["ddp_param_digests"]
+    assert len(digests) == 2 and digests[0] == digests[1], "the two ranks' weights differ"
+    return state
 
 
 @needs_mnist
@@ -344,8 +347,6 @@ def test_ddp_gloo_two_processes(tmp_path):
     options = "--dataset mnist --fast --steps 4 --batch-size 4 --limit 64 --ckpt-every 2 --sample-every 0 --seed 1"
     state = _run_ddp_two_processes(tmp_path / "ddp", options)
     assert state["step"] == 4 and state["rng"]["data_order"]["world_size"] == 2
-    digests = state["ddp_param_digests"]
-    assert len(digests) == 2 and digests[0] == digests[1], "the two ranks' weights differ"
     single_cfg = TrainConfig.recommended(
         "mnist", fast=True, steps=4, batch_size=8, limit=64, seed=1, out=None, sample_every=0
     )
@@ -369,8 +370,6 @@ def test_ddp_gloo_two_processes_class_conditional(tmp_path):
     out = tmp_path / "ddp_cond"
     options = "--dataset mnist --fast --class-conditional --steps 4 --batch-size 4 --limit 64 --sample-every 0"
     state = _run_ddp_two_processes(out, options)
-    digests = state["ddp_param_digests"]
-    assert len(digests) == 2 and digests[0] == digests[1], "the two ranks' weights differ"
     assert state["config"]["num_classes"] == 10 and state["config"]["label_dropout"] == 0.1
     model, _, _ = load_model(out / "last.pt", ema=False, device="cpu")
     assert model.config.num_classes == 10 and model.null_label == 10
