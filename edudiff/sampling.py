@@ -93,6 +93,7 @@ def sample(
     labels=None,
     guidance_scale: float = 1.0,
     classifier=None,
+    guidance_interval=None,
 ):
     r"""Algorithm 2 (ancestral sampling): x_T ~ N(0, I); for t = T..1, x_{t-1} = mu_theta + sigma_t z.
 
@@ -107,6 +108,8 @@ def sample(
             1 = plain conditional sampling (one network call per step), > 1 = guided (one call on twice the batch).
         classifier: ``classifier(x_t, t) -> logits`` for classifier guidance of an unconditional model towards
             ``labels`` at ``guidance_scale`` (Dhariwal & Nichol 2021; :class:`edudiff.guidance.ClassifierGuidance`).
+        guidance_interval: ``(t_lo, t_hi)``: guide only the steps with ``t_lo < t <= t_hi``; the others use the
+            model's own (conditional) prediction (Kynkaanniemi et al. 2024; :mod:`edudiff.guidance`). None = every step.
     Returns x_0 of shape ``shape`` (and the trajectory dict). An ``nn.Module`` is put in eval mode
     for the duration and restored after.
 
@@ -115,7 +118,7 @@ def sample(
     device = x_T.device if device is None and x_T is not None else model_device(model, device)
     x = _initial_noise(shape, x_T, generator, device, dtype)
     traj = {schedule.T: x.cpu()} if return_trajectory else None
-    eps_model = guided_model(model, labels, guidance_scale, classifier, schedule)
+    eps_model = guided_model(model, labels, guidance_scale, classifier, schedule, guidance_interval)
     with eval_mode(model), eval_mode(classifier):
         for t in progress_bar(range(schedule.T, 0, -1), progress, desc="sampling", leave=False):
             tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
@@ -186,6 +189,7 @@ def ddim_sample(
     labels=None,
     guidance_scale: float = 1.0,
     classifier=None,
+    guidance_interval=None,
 ):
     r"""DDIM sampling (Song, Meng & Ermon 2021, eq. 12) over a sub-sequence of ``ddim_steps`` timesteps:
 
@@ -195,8 +199,9 @@ def ddim_sample(
     \sqrt{1-\frac{\bar\alpha_\tau}{\bar\alpha_{\tau'}}}`,
 
     where tau' is the next lower step (0 after the last, alpha_bar_0 = 1). ``eta=0`` is deterministic;
-    ``eta=1`` with ``ddim_steps=T`` is Algorithm 2 with sigma_t^2 = beta-tilde_t. ``labels``, ``guidance_scale`` and
-    ``classifier`` as in :func:`sample` (guidance acts on eps, before x_0 is predicted).
+    ``eta=1`` with ``ddim_steps=T`` is Algorithm 2 with sigma_t^2 = beta-tilde_t. ``labels``, ``guidance_scale``,
+    ``classifier`` and ``guidance_interval`` as in :func:`sample` (guidance acts on eps, before x_0 is predicted; the
+    interval is in the full schedule's timesteps, which DDIM visits a subset of).
     Returns x_0 (and ``{t: x_t}`` for the visited steps and 0 if ``return_trajectory``).
 
     Taught in: notebooks/06_unet_mnist.ipynb.
@@ -208,7 +213,7 @@ def ddim_sample(
     x = _initial_noise(shape, x_T, generator, device, dtype)
     traj = {taus[0]: x.cpu()} if return_trajectory else None
     ab = schedule.alpha_bars
-    eps_model = guided_model(model, labels, guidance_scale, classifier, schedule)
+    eps_model = guided_model(model, labels, guidance_scale, classifier, schedule, guidance_interval)
     with eval_mode(model), eval_mode(classifier):
         for i in progress_bar(range(len(taus)), progress, desc="DDIM", leave=False):
             t, prev = taus[i], (taus[i + 1] if i + 1 < len(taus) else 0)
@@ -266,13 +271,15 @@ class DDPMScheduler:
         return q_sample(self.schedule, original_samples, timesteps, eps=noise)
 
     def model_output(
-        self, model, sample: torch.Tensor, timestep, labels=None, guidance_scale: float = 1.0
+        self, model, sample: torch.Tensor, timestep, labels=None, guidance_scale: float = 1.0, guidance_interval=None
     ) -> torch.Tensor:
         """The eps prediction to pass to :meth:`step`: ``model(sample, t)``, or with ``labels`` the classifier-free
         guided ``eps(x, null) + guidance_scale * (eps(x, y) - eps(x, null))`` (diffusers does this in its
-        pipelines; :mod:`edudiff.guidance`)."""
+        pipelines; :mod:`edudiff.guidance`), only for ``t_lo < t <= t_hi`` if ``guidance_interval=(t_lo, t_hi)``."""
         t = self.schedule.check_t(timestep, batch=sample.shape[0], device=sample.device)
-        return call_model(guided_model(model, labels, guidance_scale), sample, t)
+        interval = guidance_interval
+        guided = guided_model(model, labels, guidance_scale, schedule=self.schedule, guidance_interval=interval)
+        return call_model(guided, sample, t)
 
     def step(
         self, model_output: torch.Tensor, timestep, sample: torch.Tensor, generator: torch.Generator | None = None

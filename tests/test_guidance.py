@@ -193,3 +193,90 @@ def test_classifier_guided_sampling_runs_in_both_samplers_and_is_refused_without
         guided_model(model, None, 2.0, classifier=clf, schedule=SCHED)
     with pytest.raises(ValueError, match="needs the schedule"):
         guided_model(model, 0, 2.0, classifier=clf)
+
+
+# ------------------------------------------------------------------------------------------------
+# Guidance in a limited interval (Kynkaanniemi et al. 2024)
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("t", [1, 200, 201, 500, 501, 900])
+def test_interval_guides_inside_and_gives_the_conditional_score_outside(t):
+    """For t_lo < t <= t_hi the eps is the eps of score + s * grad log p(y|x_t); outside it is the eps of the
+    conditional score (s = 1), both from autograd of the mixture's densities written out in this file."""
+    s, y, interval = 3.0, 1, (200, 500)
+    x = torch.linspace(-3, 3, 25, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(log_class_posterior_autograd(x, t, y).sum(), x)
+    x = x.detach()
+    inside = 200 < t <= 500
+    expected = -math.sqrt(1 - float(SCHED.alpha_bars[t])) * (MIX.score(SCHED, x, t) + (s if inside else 1.0) * grad)
+    tt = torch.full((x.shape[0],), t)
+    got = guided_model(MIX.conditional_eps_model(SCHED), y, s, guidance_interval=interval)(x, tt)
+    assert torch.allclose(got, expected, atol=1e-8), float((got - expected).abs().max())
+    # Classifier guidance: outside the interval the unconditional model's own eps (no classifier term).
+    cg = guided_model(MIX.optimal_eps_model(SCHED), y, s, classifier=MIX.noisy_classifier(SCHED), schedule=SCHED,
+                      guidance_interval=interval)  # fmt: skip
+    uncond = -math.sqrt(1 - float(SCHED.alpha_bars[t])) * MIX.score(SCHED, x, t)
+    assert torch.allclose(cg(x, tt), expected if inside else uncond, atol=1e-8)
+
+
+def test_interval_rows_with_different_t_are_each_guided_or_not():
+    t = torch.tensor([100, 300, 300, 700, 999])
+    x = torch.tensor([-2.5, -0.3, 0.4, 1.0, 2.0], dtype=torch.float64)
+    model = MIX.conditional_eps_model(SCHED)
+    got = guided_model(model, 0, 2.5, guidance_interval=(200, 800))(x, t)
+    guided, cond = guided_model(model, 0, 2.5)(x, t), guided_model(model, 0, 1.0)(x, t)
+    inside = torch.tensor([False, True, True, True, False])
+    assert torch.equal(got, torch.where(inside, guided, cond)) and not torch.allclose(guided, cond)
+
+
+def test_interval_costs_one_call_outside_and_a_doubled_call_inside_and_the_full_interval_changes_nothing():
+    from edudiff.sampling import ddim_timesteps
+
+    model, y = CountingModel(), torch.tensor([3, 7])
+    taus = ddim_timesteps(SCHED.T, 6)
+    ddim_sample(SCHED, model, (2, 1, 28, 28), ddim_steps=6, labels=y, guidance_scale=3.0, guidance_interval=(0, 500))
+    assert model.calls == [4 if tau <= 500 else 2 for tau in taus], (model.calls, taus)
+    assert 2 in model.calls and 4 in model.calls
+    runs = {}
+    for key, interval, s in [("none", None, 3.0), ("full", (0, 1000), 3.0), ("empty", (1, 2), 3.0), ("s1", None, 1.0)]:
+        g = torch.Generator().manual_seed(5)
+        runs[key] = ddim_sample(SCHED, model, (2, 1, 28, 28), ddim_steps=6, generator=g, labels=y, guidance_scale=s,
+                                guidance_interval=interval)  # fmt: skip
+    assert torch.equal(runs["none"], runs["full"]), "the interval (0, T] guides every step"
+    assert torch.equal(runs["empty"], runs["s1"]), "an interval that holds no visited step is plain conditional"
+    assert not torch.equal(runs["none"], runs["s1"])
+
+
+def test_interval_with_the_scheduler_and_algorithm_2():
+    model = CountingModel().eval()
+    x, y = torch.randn(2, 1, 28, 28), torch.tensor([1, 4])
+    sched = DDPMScheduler(SCHED)
+    with torch.no_grad():
+        outside = sched.model_output(model, x, 600, labels=y, guidance_scale=2.5, guidance_interval=(0, 500))
+        assert torch.equal(outside, model(x, torch.full((2,), 600), y))
+        inside = sched.model_output(model, x, 500, labels=y, guidance_scale=2.5, guidance_interval=(0, 500))
+        assert torch.allclose(inside, sched.model_output(model, x, 500, labels=y, guidance_scale=2.5), atol=1e-6)
+    model.calls.clear()
+    sample(Schedule.linear(10), model, (2, 1, 28, 28), labels=y, guidance_scale=2.0, guidance_interval=(3, 7))
+    assert model.calls == [2, 2, 2, 4, 4, 4, 4, 2, 2, 2], "t = 10..1: guided for t = 7, 6, 5, 4"
+
+
+@pytest.mark.parametrize(
+    "interval, err, match",
+    [
+        ((500, 200), ValueError, r"0 <= t_lo < t_hi <= T = 1000"),
+        ((0, 1001), ValueError, r"got \(0, 1001\)"),
+        ((-1, 10), ValueError, "guidance_interval must be a pair"),
+        ((0.5, 10), TypeError, "not two ints"),
+        ("0,5", ValueError, "guidance_interval must be a pair"),
+        (500, ValueError, "guidance_interval must be a pair"),
+    ],
+)
+def test_bad_guidance_intervals_are_refused_naming_the_argument(interval, err, match):
+    with pytest.raises(err, match=match):
+        ddim_sample(SCHED, CountingModel(), (1, 1, 28, 28), ddim_steps=2, labels=1, guidance_scale=2.0,
+                    guidance_interval=interval)  # fmt: skip
+
+
+def test_a_guidance_interval_without_labels_is_refused():
+    with pytest.raises(ValueError, match=r"guidance_interval=\(0, 500\) needs labels"):
+        guided_model(CountingModel(), labels=None, guidance_interval=(0, 500))

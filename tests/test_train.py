@@ -625,5 +625,12 @@ def test_cli_trains_class_conditional_and_samples_with_labels_and_guidance(tmp_p
     assert (
         labels.tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1] and torch.load(tensor, weights_only=True).shape[0] == 12
     )
+    interval_args = [*sample_args, "--guidance-interval", "0,500", "--ckpt", str(out / "last.pt")]
+    assert edudiff_main([*interval_args, "--out", str(tmp_path / "i.png")]) == 0
+    assert "guidance scale 2 for 0 < t <= 500" in capsys.readouterr().out
+    assert edudiff_main([*interval_args[:-4], "--guidance-interval", "500", "--ckpt", str(out / "last.pt")]) == 2
+    assert "--guidance-interval must be two timesteps LO,HI" in capsys.readouterr().err
+    assert edudiff_main([*interval_args[:-4], "--guidance-interval", "0,2000", "--ckpt", str(out / "last.pt")]) == 2
+    assert "t_hi <= T = 1000" in capsys.readouterr().err
     assert edudiff_main(["sample", "--ckpt", str(out / "last.pt"), "--labels", "11"]) == 2
     assert "--labels must name classes in 0..9" in capsys.readouterr().err

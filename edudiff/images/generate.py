@@ -17,6 +17,7 @@ import torch
 from .._validate import check_positive_int
 from ..config import default_device
 from ..data import DATASET_SHAPES, dataset_key
+from ..guidance import check_guidance_interval
 from ..nn.checkpoint import load_model
 from ..sampling import ddim_sample, sample
 from ..schedules import Schedule
@@ -57,6 +58,7 @@ def sample_images(
     labels=None,
     guidance_scale: float = 1.0,
     classifier=None,
+    guidance_interval=None,
 ) -> torch.Tensor:
     """Draw ``n`` images from an eps-model; returns a float32 CPU tensor (n, C, H, W) in [-1, 1].
 
@@ -64,6 +66,7 @@ def sample_images(
     ``guidance_scale``: classifier-free guidance scale s (:mod:`edudiff.guidance`; 1 = plain conditional).
     ``classifier``: a noisy classifier ``classifier(x_t, t) -> logits`` (:class:`edudiff.nn.NoisyClassifier`) to
     steer an *unconditional* model towards ``labels`` at scale ``guidance_scale`` (classifier guidance).
+    ``guidance_interval``: ``(t_lo, t_hi)`` guides only the steps ``t_lo < t <= t_hi`` (:mod:`edudiff.guidance`).
 
     ``ddim_steps``: DDIM (:func:`edudiff.ddim_sample`) with that many steps and ``eta``; None =
     Algorithm 2 (:func:`edudiff.sample`, all T steps, sigma_t^2 = beta_t). Both clip the predicted x_0
@@ -82,6 +85,7 @@ def sample_images(
             "labels": None if labels is None else labels[start : start + shape[0]].to(device),
             "guidance_scale": guidance_scale,
             "classifier": classifier,
+            "guidance_interval": guidance_interval,
         }
         if ddim_steps is not None:
             x = ddim_sample(
@@ -215,7 +219,23 @@ def sample_parser(prog: str = "python -m edudiff sample") -> argparse.ArgumentPa
         default=1.0,
         help="classifier-free guidance scale s (1 = plain conditional, default; Ho & Salimans' w = s - 1)",
     )
+    p.add_argument(
+        "--guidance-interval",
+        metavar="LO,HI",
+        help="guide only the steps LO < t <= HI (e.g. 0,500), plain conditional elsewhere (default: every step)",
+    )
     return p
+
+
+def parse_interval(text: str, T: int) -> tuple[int, int]:
+    """``"LO,HI"`` -> ``(LO, HI)``, checked by :func:`edudiff.guidance.check_guidance_interval`."""
+    parts = text.split(",")
+    if len(parts) != 2 or not all(p.strip().lstrip("-").isdigit() for p in parts):
+        raise ValueError(f"--guidance-interval must be two timesteps LO,HI such as 0,500; got {text!r}")
+    try:
+        return check_guidance_interval((int(parts[0]), int(parts[1])), T)
+    except ValueError as err:
+        raise ValueError(f"--guidance-interval: {err}") from None
 
 
 def main_sample(argv: list[str], prog: str = "python -m edudiff sample") -> int:
@@ -234,8 +254,9 @@ def main_sample(argv: list[str], prog: str = "python -m edudiff sample") -> int:
         if model.config.num_classes is None:
             parser.error(f"--labels: {args.ckpt} is an unconditional model; it takes no labels")
         labels = parse_labels(args.labels, args.n, model.config.num_classes)
-    elif args.guidance_scale != 1.0:
-        parser.error("--guidance-scale needs --labels (the classes to guide towards)")
+    elif args.guidance_scale != 1.0 or args.guidance_interval is not None:
+        parser.error("--guidance-scale and --guidance-interval need --labels (the classes to guide towards)")
+    interval = None if args.guidance_interval is None else parse_interval(args.guidance_interval, schedule.T)
     t0 = time.perf_counter()
     x = sample_images(
         model,
@@ -248,6 +269,7 @@ def main_sample(argv: list[str], prog: str = "python -m edudiff sample") -> int:
         progress=True,
         labels=labels,
         guidance_scale=args.guidance_scale,
+        guidance_interval=interval,
     )
     path = save_image_grid(x, args.out, nrow=args.nrow or max(1, int(round(math.sqrt(args.n)))))
     if args.save_tensor:
@@ -257,6 +279,8 @@ def main_sample(argv: list[str], prog: str = "python -m edudiff sample") -> int:
     how = f"DDIM, {ddim_steps} steps" if ddim_steps else f"Algorithm 2, {schedule.T} steps"
     if labels is not None:
         how += f", labels {args.labels}, guidance scale {args.guidance_scale:g}"
+        if interval is not None:
+            how += f" for {interval[0]} < t <= {interval[1]}"
     print(
         f"wrote {args.n} samples ({how}, {'EMA' if not args.no_ema else 'raw'} weights of step "
         f"{state.get('step')}) to {path} in {time.perf_counter() - t0:.1f} s"
