@@ -228,3 +228,14 @@ def test_export_classifier_round_trip(tmp_path, monkeypatch):
     (tmp_path / "tinyclf.pt").write_bytes(b"junk")
     with pytest.raises(pretrained.PretrainedError, match="tinyclf.pt are corrupted or altered"):
         pretrained.load_classifier("tinyclf")
+
+
+def test_card_table_names_the_guidance_interval_of_a_score():
+    common = dict(sampler="DDIM, 50 steps", n_samples=500, samples_class_match=0.95, real_test_class_match=0.94,
+                  samples_confident_fraction=0.96, samples_fd=6.0, real_test_confident_fraction=0.95, real_test_fd=5.8,
+                  noise_fd=830.0)  # fmt: skip
+    info = {"scores": {"a": {**common, "guidance_scale": 1.5},
+                       "b": {**common, "guidance_scale": 3.0, "guidance_interval": [0, 400]}}}  # fmt: skip
+    rows = pretrained._score_table(info, conditional=True).splitlines()[2:]
+    assert rows[0].startswith("| DDIM, 50 steps | 500 | 1.5 | 0.950 |"), rows[0]
+    assert rows[1].startswith("| DDIM, 50 steps | 500 | 3 for 0 < t <= 400 | 0.950 |"), rows[1]

@@ -205,12 +205,13 @@ def score(
     root=None,
     cache_dir=None,
     guidance_scale: float = 1.0,
+    guidance_interval=None,
 ) -> dict:
     """Sample ``n`` digits from the shipped model with DDIM and score them with the project's classifier
     (:func:`edudiff.images.evaluate.mnist_sample_quality`, 800-step classifier); the result is stored under
     ``"scores"`` in the card's data file and returned. A class-conditional model draws the ten digits in turn
     (``n / 10`` each) at ``guidance_scale`` and is also scored on the class match (the share classified as the digit
-    asked for with p > 0.9)."""
+    asked for with p > 0.9); ``guidance_interval=(t_lo, t_hi)`` guides only the steps t_lo < t <= t_hi."""
     from ..images.evaluate import load_or_train_classifier, mnist_sample_quality
     from ..images.generate import sample_images
 
@@ -227,6 +228,7 @@ def score(
         device="cpu",
         labels=labels,
         guidance_scale=guidance_scale if labels is not None else 1.0,
+        guidance_interval=guidance_interval if labels is not None else None,
     )
     q = mnist_sample_quality(x, clf, n_reference=10000, seed=seed, root=root, labels=labels)
     scores = {
@@ -244,6 +246,9 @@ def score(
             real_test_class_match=q["real_test"]["class_match"],
         )
         key += f"_s{guidance_scale:g}"
+        if guidance_interval is not None:
+            scores["guidance_interval"] = list(guidance_interval)
+            key += "_t{}-{}".format(*guidance_interval)
     info["scores"][key] = scores
     atomic_write(HERE / _entry(name)["card"], (json.dumps(info, indent=1) + "\n").encode())
     return scores
@@ -271,8 +276,9 @@ def _score_table(info: dict, conditional: bool) -> str:
     """The card's table of scores (with the class match of a conditional model)."""
     rows = []
     for sc in info.get("scores", {}).values():
+        where = "" if "guidance_interval" not in sc else " for {} < t <= {}".format(*sc["guidance_interval"])
         match = (
-            f" {sc['guidance_scale']:g} | {sc['samples_class_match']:.3f} | {sc['real_test_class_match']:.3f} |"
+            f" {sc['guidance_scale']:g}{where} | {sc['samples_class_match']:.3f} | {sc['real_test_class_match']:.3f} |"
             if conditional
             else ""
         )

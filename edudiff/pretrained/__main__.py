@@ -33,6 +33,7 @@ def main(argv=None) -> int:
     s.add_argument("--ddim-steps", type=int, default=25, help="DDIM steps (default 25)")
     s.add_argument("--cache-dir", help="where the classifier is cached (default <data root>/edudiff_cache)")
     s.add_argument("--guidance-scale", type=float, default=1.0, help="class-conditional models: the scale s")
+    s.add_argument("--guidance-interval", metavar="LO,HI", help="guide only the steps LO < t <= HI")
     c = sub.add_parser("card", help="render NAME.md (and NAME_loss.png) from the card's data file")
     c.add_argument("name", nargs="?", default="mnist")
     c.add_argument("--notes", default="", help="a Markdown file appended to the card")
@@ -53,6 +54,9 @@ def main(argv=None) -> int:
             ddim_steps=args.ddim_steps,
             cache_dir=args.cache_dir,
             guidance_scale=args.guidance_scale,
+            guidance_interval=None
+            if args.guidance_interval is None
+            else tuple(int(v) for v in args.guidance_interval.split(",")),
         )
         print(json.dumps(scores, indent=1))
     return 0
