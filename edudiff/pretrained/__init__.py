@@ -51,7 +51,7 @@ HERE = Path(__file__).resolve().parent
 #: Shipped weights by name: the file beside this module and its md5.
 MODELS: dict[str, dict] = {
     "mnist": {"file": "mnist.pt", "md5": "9699b9f3bea441523954bde0055b7ac1", "card": "mnist.json"},
-    "mnist_cond": {"file": "mnist_cond.pt", "md5": "b09f1d1815d9244888ca3d3cd7c472f5", "card": "mnist_cond.json"},
+    "mnist_cond": {"file": "mnist_cond.pt", "md5": "0ae117b5dfa6c57fb3ab3e32630fe079", "card": "mnist_cond.json"},
 }
 #: Shipped noise-aware classifiers p(y | x_t, t), for classifier guidance (notebook 09): :func:`load_classifier`.
 CLASSIFIERS: dict[str, dict] = {
