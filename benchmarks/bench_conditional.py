@@ -31,16 +31,14 @@ import torch
 
 from edudiff.images import sample_images
 from edudiff.images.evaluate import load_or_train_classifier, mnist_sample_quality
+from edudiff.images.generate import parse_interval
 from edudiff.nn.checkpoint import load_model
 from edudiff.training import TrainConfig, train
 
 
 def parse_interval_arg(text: str):
-    """``all`` -> None (guidance at every step); ``LO,HI`` -> (LO, HI)."""
-    if text == "all":
-        return None
-    lo, hi = (int(v) for v in text.split(","))
-    return lo, hi
+    """``all`` -> None (guidance at every step); ``LO,HI`` -> (LO, HI), as ``python -m edudiff sample`` reads it."""
+    return None if text == "all" else parse_interval(text)
 
 
 def sweep(

@@ -277,8 +277,9 @@ class DDPMScheduler:
         guided ``eps(x, null) + guidance_scale * (eps(x, y) - eps(x, null))`` (diffusers does this in its
         pipelines; :mod:`edudiff.guidance`), only for ``t_lo < t <= t_hi`` if ``guidance_interval=(t_lo, t_hi)``."""
         t = self.schedule.check_t(timestep, batch=sample.shape[0], device=sample.device)
-        interval = guidance_interval
-        guided = guided_model(model, labels, guidance_scale, schedule=self.schedule, guidance_interval=interval)
+        guided = guided_model(
+            model, labels, guidance_scale, schedule=self.schedule, guidance_interval=guidance_interval
+        )
         return call_model(guided, sample, t)
 
     def step(

@@ -227,7 +227,7 @@ def sample_parser(prog: str = "python -m edudiff sample") -> argparse.ArgumentPa
     return p
 
 
-def parse_interval(text: str, T: int) -> tuple[int, int]:
+def parse_interval(text: str, T: int | None = None) -> tuple[int, int]:
     """``"LO,HI"`` -> ``(LO, HI)``, checked by :func:`edudiff.guidance.check_guidance_interval`."""
     parts = text.split(",")
     if len(parts) != 2 or not all(p.strip().lstrip("-").isdigit() for p in parts):

@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..images.generate import parse_interval
 from . import export, export_classifier, score, write_card
 
 
@@ -54,9 +55,7 @@ def main(argv=None) -> int:
             ddim_steps=args.ddim_steps,
             cache_dir=args.cache_dir,
             guidance_scale=args.guidance_scale,
-            guidance_interval=None
-            if args.guidance_interval is None
-            else tuple(int(v) for v in args.guidance_interval.split(",")),
+            guidance_interval=None if args.guidance_interval is None else parse_interval(args.guidance_interval),
         )
         print(json.dumps(scores, indent=1))
     return 0
