@@ -32,6 +32,7 @@ _EPILOG = """examples:
   python -m edudiff train --dataset mnist --preset mnist_small --steps 30000 --out runs/mnist
   python -m edudiff train --dataset mnist --out runs/mnist --resume           # continue after a crash
   python -m edudiff train --dataset mnist --out runs/mnist --minutes 20       # stop after 20 min of training
+  python -m edudiff train --dataset mnist --preset mnist_cpu --init-from mnist --out runs/more  # shipped weights on
   python -m edudiff train --dataset mnist --class-conditional --out runs/mnist_cond   # p(x|y), guidance
   python -m edudiff train --dataset cifar10 --download --out runs/cifar10     # the paper's recipe
   torchrun --nproc_per_node 4 -m edudiff train --dataset cifar10 --out runs/c10   # 4 GPUs (DDP)
@@ -69,6 +70,12 @@ _OPTIONS = [
     ("--n-samples", int, "images per periodic sample grid"),
     ("--data-root", str, "dataset folder (default $EDUDIFF_DATA or the repository's data/)"),
     ("--limit", int, "use only the first N training images"),
+    (
+        "--init-from",
+        str,
+        "start from trained weights (a shipped name such as mnist, an exported .pt or a checkpoint) with a fresh "
+        "optimizer; ignored when --resume finds a checkpoint",
+    ),
     ("--device", str, "cpu, cuda, cuda:1, mps (default: the best available)"),
 ]
 _SWITCHES = [

@@ -634,3 +634,84 @@ def test_cli_trains_class_conditional_and_samples_with_labels_and_guidance(tmp_p
     assert "t_hi <= T = 1000" in capsys.readouterr().err
     assert edudiff_main(["sample", "--ckpt", str(out / "last.pt"), "--labels", "11"]) == 2
     assert "--labels must name classes in 0..9" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------
+# Starting a run from trained weights (init_from)
+# ------------------------------------------------------------------------------------------------
+def _trainer(config):
+    from edudiff.training.distributed import DistInfo
+    from edudiff.training.trainer import Trainer
+
+    return Trainer(config.validate(), DistInfo(), dataset=None, progress=False)
+
+
+def test_init_from_loads_the_ema_of_a_checkpoint_an_exported_file_or_a_shipped_name(images, straight, tmp_path):
+    """The model and its EMA start equal to the source's EMA weights (the exported file's are float16: equal to the
+    checkpoint's rounded to float16), the optimizer is fresh; a shipped name gives the weights pretrained.load reads."""
+    from edudiff import pretrained
+    from edudiff.training.distributed import DistInfo
+    from edudiff.training.trainer import Trainer
+
+    ema = load_checkpoint(straight.checkpoint)["ema"]
+    pretrained.export(straight.checkpoint, tmp_path / "w.pt")
+    for source, expected in (
+        (straight.checkpoint, ema),
+        (tmp_path / "w.pt", {k: v.half().float() for k, v in ema.items()}),
+    ):
+        trainer = Trainer(
+            cfg(tmp_path / "run", init_from=str(source)).validate(), DistInfo(), dataset=images, progress=False
+        )
+        fresh = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+        trainer.init_weights(str(source))
+        assert any(not torch.equal(fresh[k], v) for k, v in expected.items()), "the fresh model already held them"
+        assert_same_weights(expected, trainer.model, f"model from {source}")
+        assert_same_weights(expected, trainer.ema, f"EMA from {source}")
+        assert trainer.step == 0 and not trainer.optimizer.state, "init_from must leave the optimizer fresh at step 0"
+    trainer = Trainer(
+        cfg(tmp_path / "run", preset="mnist_cpu", unet=None, init_from="mnist").validate(),
+        DistInfo(),
+        dataset=images,
+        progress=False,
+    )
+    trainer.init_weights("mnist")
+    shipped, _, _ = pretrained.load("mnist", device="cpu")
+    assert_same_weights(shipped.state_dict(), trainer.model, "model from the shipped 'mnist'")
+
+
+def test_train_starts_from_init_from_and_a_resumed_run_ignores_it(images, straight, tmp_path):
+    with threads(1):
+        # lr ~ 0: after one step the weights are still the source's EMA -- and not without init_from.
+        still = train(
+            cfg(tmp_path / "a", steps=1, lr=1e-30, init_from=str(straight.checkpoint)), dataset=images, progress=False
+        )
+        scratch = train(cfg(tmp_path / "b", steps=1, lr=1e-30), dataset=images, progress=False)
+        ema = load_checkpoint(straight.checkpoint)["ema"]
+        for k, v in still.ema.state_dict().items():
+            assert torch.allclose(v, ema[k], atol=1e-6), f"{k}: train() did not start from init_from"
+        assert not all(torch.allclose(v, ema[k], atol=1e-6) for k, v in scratch.ema.state_dict().items())
+        assert float(still.losses[0]) < float(scratch.losses[0]), "the trained weights should fit the data better"
+        # Resuming continues from the run's own checkpoint, bit-identically, whatever init_from says.
+        whole = train(cfg(tmp_path / "c", init_from=str(straight.checkpoint)), dataset=images, progress=False)
+        train(cfg(tmp_path / "d", steps=8, init_from=str(straight.checkpoint)), dataset=images, progress=False)
+        resumed = train(
+            cfg(tmp_path / "d", init_from=str(straight.checkpoint)), dataset=images, progress=False, resume=True
+        )
+    assert resumed.resumed_from == 8
+    assert_same_run(whole, resumed)
+
+
+def test_init_from_errors_name_the_argument(images, straight, tmp_path):
+    src = str(straight.checkpoint)
+    with pytest.raises(ValueError, match=r"init_from=.*channel_mults: \(1, 2, 2\) there, \(1, 2, 4\) here"):
+        _trainer(cfg(tmp_path, preset="mnist_cpu", unet=None, init_from=src)).init_weights(src)
+    with pytest.raises(ValueError, match=r"init_from=.*another noise schedule \(T = 1000\).*T = 500"):
+        _trainer(cfg(tmp_path, T=500, init_from=src)).init_weights(src)
+    with pytest.raises(FileNotFoundError, match=r"init_from='nowhere.pt': no such file, and not a shipped model"):
+        train(cfg(tmp_path, init_from="nowhere.pt"), dataset=images, progress=False)
+    with pytest.raises(ValueError, match=r"init_from=.mnist.*channel_mults: \(1, 2, 4\) there, \(1, 2, 2\) here"):
+        train(cfg(tmp_path, init_from="mnist"), dataset=images, progress=False)
+    from edudiff.cli import config_from_args, train_parser
+
+    args = train_parser().parse_args(["--fast", "--init-from", "mnist", "--out", str(tmp_path)])
+    assert config_from_args(args).init_from == "mnist"

@@ -41,7 +41,8 @@ from ..schedules import Schedule
 from ..utils import atomic_write
 
 __all__ = [
-    "MODELS", "CLASSIFIERS", "FORMAT", "PretrainedError", "available", "path_of", "card", "load", "export", "score",
+    "MODELS", "CLASSIFIERS", "FORMAT", "PretrainedError", "available", "path_of", "card", "verified_weights", "load",
+    "export", "score",
     "write_card", "load_classifier", "export_classifier",
 ]  # fmt: skip
 
@@ -114,6 +115,16 @@ def _verified_state(name: str, entry: dict, path: Path, required: tuple[str, ...
     return state
 
 
+def verified_weights(name: str) -> tuple[Path, dict]:
+    """``(path, state)`` of the shipped diffusion model ``name``: its file, md5-checked and read weights-only (the
+    float16 EMA weights, ``unet_config``, ``betas``). :func:`load` builds the model from it; training's
+    ``init_from`` starts a run from it."""
+    if name in CLASSIFIERS:
+        raise ValueError(f"{name!r} is a classifier, not a diffusion model: use load_classifier({name!r})")
+    path = path_of(name)
+    return path, _verified_state(name, _entry(name), path, ("ema", "unet_config", "betas"))
+
+
 def load(name: str = "mnist", device=None) -> tuple[UNet, Schedule, dict]:
     """The course's trained model ``name``: ``(model, schedule, card)``.
 
@@ -121,10 +132,7 @@ def load(name: str = "mnist", device=None) -> tuple[UNet, Schedule, dict]:
     ``schedule`` the :class:`~edudiff.Schedule` it was trained with; ``card`` as :func:`card`. The file's md5 is
     checked first; a missing or altered file raises :class:`PretrainedError` naming the file and the fix.
     """
-    if name in CLASSIFIERS:
-        raise ValueError(f"{name!r} is a classifier, not a diffusion model: use load_classifier({name!r})")
-    path = path_of(name)
-    state = _verified_state(name, _entry(name), path, ("ema", "unet_config", "betas"))
+    path, state = verified_weights(name)
     model = UNet(UNetConfig(**state["unet_config"]))
     load_weights(model, {k: v.float() for k, v in state["ema"].items()}, path, "ema")
     device = default_device() if device is None else torch.device(device)

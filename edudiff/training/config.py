@@ -69,6 +69,13 @@ class TrainConfig:
     (also keep ``ckpt_<step>.pt`` copies every so many steps; 0 = only ``last.pt``), ``n_samples`` and
     ``ddim_steps`` (periodic grids: DDIM with that many steps; None = Algorithm 2 with all T).
 
+    Starting point: ``init_from`` (None = random weights from ``seed``): start the model and its EMA from the
+    weights of a trained model -- the name of a shipped one (``"mnist"``, :func:`edudiff.pretrained.available`) or
+    a file, either a weights file written by :func:`edudiff.pretrained.export` or a training checkpoint (its EMA
+    weights) -- with a fresh optimizer, step 0 and this config's learning-rate schedule. Its U-Net configuration
+    and noise schedule must be this run's. Used only when the run starts afresh: a run that resumes continues
+    from its own checkpoint. This is how shipped weights, of which only the EMA is kept, are trained on.
+
     Speed: ``device`` (None = :func:`edudiff.default_device`), ``compile``, ``channels_last``
     (None = on CUDA only), ``bf16`` (bf16 autocast; None = on CUDA only, True = on CUDA and on the CPU,
     False = off). ``seed`` seeds everything (:func:`~edudiff.training.train` re-seeds torch's global
@@ -110,6 +117,7 @@ class TrainConfig:
     minutes: float | None = None
     num_classes: int | None = None
     label_dropout: float = 0.1
+    init_from: str | None = None
 
     @classmethod
     def recommended(cls, dataset: str = "mnist", fast: bool | None = None, device=None, **overrides) -> TrainConfig:

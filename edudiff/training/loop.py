@@ -167,6 +167,8 @@ def train(
     try:
         trainer = Trainer(config, dist, dataset=dataset, progress=progress, callback=callback)
         trainer.resume(resume)
+        if trainer.resumed_from is None and config.init_from is not None:
+            trainer.init_weights(config.init_from)
         return run_loop(trainer)
     finally:
         close_distributed(dist)

@@ -10,6 +10,7 @@ Taught in: notebooks/06_unet_mnist.ipynb (MNIST) and notebooks/07_cifar10.ipynb 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from ..images.imageio import save_image_grid
 from ..losses import loss_simple, min_snr_weights
 from ..nn import checkpoint as ckpt
 from ..nn.unet import UNet
+from ..nn.unet_config import UNetConfig
 from . import resume as resume_state
 from .config import TrainConfig, unet_config_for
 from .distributed import (
@@ -136,6 +138,45 @@ class Trainer:
             f"resuming from {path} at step {self.step}/{self.config.steps}"
             + (f" (changed: {'; '.join(changed)})" if changed else "")
         )
+
+    def init_weights(self, source) -> None:
+        """Start the model and its EMA from trained weights (``config.init_from``): a shipped name (md5-checked,
+        :mod:`edudiff.pretrained`), an exported weights file or a training checkpoint (its EMA). The optimizer
+        stays fresh and the run starts at step 0. A U-Net configuration or a noise schedule other than this
+        run's (dropout aside) raises a ValueError naming ``init_from``."""
+        from ..pretrained import MODELS, verified_weights  # a lazy import: edudiff.pretrained imports training
+
+        source = str(source)
+        if source in MODELS and not Path(source).exists():
+            path, state = verified_weights(source)
+        else:
+            path = Path(source)
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"init_from={source!r}: no such file, and not a shipped model (one of {sorted(MODELS)}); "
+                    "give an exported weights file, a training checkpoint or a shipped name"
+                )
+            state = ckpt.load_checkpoint(path, map_location="cpu", required=("ema", "unet_config"))
+        there, here = dataclasses.asdict(UNetConfig(**state["unet_config"])), dataclasses.asdict(self.unet_config)
+        # Dropout is a training setting, not part of what the weights mean: it may differ.
+        diffs = [f"{k}: {there[k]!r} there, {here[k]!r} here" for k in here if k != "dropout" and there[k] != here[k]]
+        if diffs:
+            raise ValueError(
+                f"init_from={source!r}: {path} holds a U-Net unlike this run's ({'; '.join(diffs)}); train with the "
+                "preset (and unet overrides, --class-conditional) the weights were trained with"
+            )
+        betas = ckpt.schedule_from_checkpoint(state, path).betas
+        if betas.shape != self.schedule.betas.shape or not torch.allclose(
+            betas, self.schedule.betas, rtol=1e-6, atol=0
+        ):
+            raise ValueError(
+                f"init_from={source!r}: {path} was trained with another noise schedule (T = {betas.numel() - 1}) than "
+                f"this run's (T = {self.config.T}, {self.config.noise_schedule}); use the schedule it was trained with"
+            )
+        weights = {k: v.float() if v.is_floating_point() else v for k, v in state["ema"].items()}
+        ckpt.load_weights(self.model, weights, path, "ema")
+        ckpt.load_weights(self.ema, weights, path, "ema")
+        self.say(f"starting from the weights of {path} (their EMA), with a fresh optimizer at step 0")
 
     def say(self, message: str) -> None:
         if self.dist.is_main:
