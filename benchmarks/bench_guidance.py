@@ -14,6 +14,7 @@
     python benchmarks/bench_guidance.py --n 20 --scales 0 4 --n-inpaint 10 --inpaint-steps 5 --resample 1   # smoke
     python benchmarks/bench_guidance.py --skip-guidance --inpaint-steps 50 100 --resample 1 5 10
     python benchmarks/bench_guidance.py --skip-guidance --n-inpaint 100 --resample 10 --jump-length 1 5 10
+    python benchmarks/bench_guidance.py --skip-guidance --n-inpaint 500 --resample 1 --reconstruction 0 4 8 16
 
 Prints a table per part and writes ``--out`` (JSON). Meant for a 2-core CPU; the thread count is printed.
 """
@@ -32,6 +33,7 @@ from edudiff.data import load_mnist
 from edudiff.images import sample_images
 from edudiff.images.evaluate import load_or_train_classifier, mnist_sample_quality
 from edudiff.inpainting import inpaint
+from edudiff.nn.checkpoint import load_model
 
 
 def guidance_sweep(args, unet, schedule, guide, scorer) -> list[dict]:
@@ -59,19 +61,22 @@ def inpainting_table(args, unet, schedule, scorer) -> list[dict]:
     top[..., :14, :] = 1.0
     rows = []
     for half, mask in (("top", top), ("bottom", 1 - top)):
+        if half not in args.halves:
+            continue
         alone = float((scorer(mask * digits - (1 - mask)).argmax(1) == labels).double().mean())
         print(f"  {half} half known, the half alone: label kept {alone:.3f}", flush=True)
-        for steps, u, j in itertools.product(args.inpaint_steps, args.resample, args.jump_length):
+        settings = itertools.product(args.inpaint_steps, args.resample, args.jump_length, args.reconstruction)
+        for steps, u, j, w in settings:
             if u == 1 and j > 1:
                 continue  # no resampling, nothing to jump
             t0 = time.perf_counter()
             out = inpaint(schedule, unet, digits, mask, resample_steps=u, steps=steps, clip_x0=True, jump_length=j,
-                          generator=torch.Generator().manual_seed(args.seed + u))  # fmt: skip
+                          reconstruction_weight=w, generator=torch.Generator().manual_seed(args.seed + u))  # fmt: skip
             kept = float((scorer(out.clamp(-1, 1)).argmax(1) == labels).double().mean())
-            row = {"half": half, "steps": steps, "U": u, "jump_length": j, "label_kept": kept, "alone": alone,
-                   "seconds": time.perf_counter() - t0}  # fmt: skip
+            row = {"half": half, "steps": steps, "U": u, "jump_length": j, "reconstruction_weight": w,
+                   "label_kept": kept, "alone": alone, "seconds": time.perf_counter() - t0}  # fmt: skip
             rows.append(row)
-            print(f"  {half} half known, {steps} steps, U = {u}, j = {j}: label kept {kept:.3f} "
+            print(f"  {half} half known, {steps} steps, U = {u}, j = {j}, w_r = {w:g}: label kept {kept:.3f} "
                   f"({row['seconds']:.0f} s)", flush=True)  # fmt: skip
     return rows
 
@@ -85,13 +90,22 @@ def main(argv=None) -> int:
     p.add_argument("--inpaint-steps", type=int, nargs="+", default=[50])
     p.add_argument("--resample", type=int, nargs="+", default=[1, 2, 4])
     p.add_argument("--jump-length", type=int, nargs="+", default=[1], help="RePaint's j (default 1)")
+    p.add_argument("--reconstruction", type=float, nargs="+", default=[0.0],
+                   help="reconstruction guidance weights w_r (default 0 = none)")  # fmt: skip
+    p.add_argument("--halves", nargs="+", choices=["top", "bottom"], default=["top", "bottom"],
+                   help="which half is known (default both)")  # fmt: skip
+    p.add_argument("--ckpt", help="a training checkpoint to steer instead of the shipped mnist")
     p.add_argument("--skip-guidance", action="store_true")
     p.add_argument("--skip-inpainting", action="store_true")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", default="bench_guidance.json")
     args = p.parse_args(argv)
     print(f"torch threads: {torch.get_num_threads()}", flush=True)
-    unet, schedule, _ = pretrained.load("mnist", device="cpu")
+    if args.ckpt:
+        unet, schedule, _ = load_model(args.ckpt, device="cpu")
+        print(f"steering {args.ckpt} (EMA weights)", flush=True)
+    else:
+        unet, schedule, _ = pretrained.load("mnist", device="cpu")
     guide, _, _ = pretrained.load_classifier("mnist_classifier", device="cpu")
     scorer, info = load_or_train_classifier(steps=800, device="cpu")
     print(f"scoring classifier: test accuracy {info['test_accuracy']:.4f}", flush=True)

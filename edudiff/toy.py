@@ -220,10 +220,11 @@ class GaussianMixture:
         return model
 
     def optimal_eps_model(self, schedule: Schedule):
-        """A callable ``model(x_t, t) -> eps*`` (in x_t's dtype) for the samplers and the ELBO."""
+        """A callable ``model(x_t, t) -> eps*`` (in x_t's dtype) for the samplers and the ELBO; differentiable in x_t
+        (autograd), as reconstruction guidance (:func:`edudiff.inpainting.inpaint`) needs."""
 
         def model(xt, t):
-            return self.optimal_eps(schedule, xt.detach().cpu(), t.cpu()).to(device=xt.device, dtype=xt.dtype)
+            return self.optimal_eps(schedule, xt.cpu(), t.cpu()).to(device=xt.device, dtype=xt.dtype)
 
         return model
 
