@@ -55,7 +55,7 @@ def guidance_sweep(args, unet, schedule, guide, scorer) -> list[dict]:
 
 @torch.no_grad()
 def inpainting_table(args, unet, schedule, scorer) -> list[dict]:
-    test = load_mnist(train=False)
+    test, train = load_mnist(train=False), load_mnist(train=True)
     digits, labels = test.images[: args.n_inpaint], test.labels[: args.n_inpaint]
     top = torch.zeros(1, 1, 28, 28)
     top[..., :14, :] = 1.0
@@ -65,6 +65,12 @@ def inpainting_table(args, unet, schedule, scorer) -> list[dict]:
             continue
         alone = float((scorer(mask * digits - (1 - mask)).argmax(1) == labels).double().mean())
         print(f"  {half} half known, the half alone: label kept {alone:.3f}", flush=True)
+        nearest = torch.cdist((mask * digits).flatten(1), (mask * train.images).flatten(1)).argmin(1)
+        nn_kept = float(
+            (scorer(mask * digits + (1 - mask) * train.images[nearest]).argmax(1) == labels).double().mean()
+        )
+        rows.append({"half": half, "method": "nearest training digit", "label_kept": nn_kept})
+        print(f"  {half} half known, completed by the nearest training digit: label kept {nn_kept:.3f}", flush=True)
         settings = itertools.product(args.inpaint_steps, args.resample, args.jump_length, args.reconstruction)
         for steps, u, j, w in settings:
             if u == 1 and j > 1:

@@ -134,6 +134,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if overrides.get("min_snr_gamma") == 0:
         overrides["min_snr_gamma"] = None  # 0 on the command line = plain L_simple
     overrides.update(download=args.download, compile=args.compile)
+    if overrides.get("init_from") is not None and not os.path.exists(overrides["init_from"]):
+        from . import pretrained
+
+        if overrides["init_from"] in pretrained.MODELS:  # a shipped name: its file, md5-checked
+            overrides["init_from"] = str(pretrained.verified_weights(overrides["init_from"])[0])
     config = TrainConfig.recommended(args.dataset, fast=args.fast, **overrides)
     return config.class_conditional() if args.class_conditional else config
 

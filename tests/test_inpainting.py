@@ -172,9 +172,9 @@ def run_guided(mix, x1, n, w, seed, resample_steps=1):
 
 def test_reconstruction_guidance_reaches_the_exact_conditional_without_resampling():
     """The mixture of test_resampling_harmonises...: without resampling, replacement alone is far off (KS D > 0.2);
-    reconstruction guidance of weight 4 comes as close as U = 10 resampling at a third of its network time (measured:
-    D 0.034, mean 1.88 against the exact 1.93); w_r = 1, the Gaussian approximation taken at its word, is not enough
-    here (D 0.19), and w_r = 8 overshoots: fewer samples below 0 than the exact 4% (measured 0.1%)."""
+    reconstruction guidance of weight 4 comes as close as U = 10 resampling for about a fifth of its network time
+    (measured: D 0.034, mean 1.88 against the exact 1.93); w_r = 1, the Gaussian approximation taken at its word, is
+    not enough here (D 0.19), and w_r = 8 overshoots: fewer samples below 0 than the exact 4% (measured 0.1%)."""
     mix = GaussianMixture([0.5, 0.5], [[-2.0, -2.0], [2.0, 2.0]], [1.0, 1.0])
     cdf = exact_conditional_cdf(mix, 1.0)
     below = float(cdf(0.0))

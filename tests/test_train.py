@@ -668,13 +668,15 @@ def test_init_from_loads_the_ema_of_a_checkpoint_an_exported_file_or_a_shipped_n
         assert_same_weights(expected, trainer.model, f"model from {source}")
         assert_same_weights(expected, trainer.ema, f"EMA from {source}")
         assert trainer.step == 0 and not trainer.optimizer.state, "init_from must leave the optimizer fresh at step 0"
-    trainer = Trainer(
-        cfg(tmp_path / "run", preset="mnist_cpu", unet=None, init_from="mnist").validate(),
-        DistInfo(),
-        dataset=images,
-        progress=False,
-    )
-    trainer.init_weights("mnist")
+    # The command line's --init-from mnist resolves the shipped name to its file (md5-checked): load()'s weights.
+    from edudiff.cli import config_from_args, train_parser
+
+    argv = ["--preset", "mnist_cpu", "--batch-size", "4", "--init-from", "mnist", "--out", str(tmp_path / "run")]
+    args = train_parser().parse_args(argv)
+    config = config_from_args(args)
+    assert config.init_from == str(pretrained.path_of("mnist"))
+    trainer = Trainer(config.validate(), DistInfo(), dataset=images, progress=False)
+    trainer.init_weights(config.init_from)
     shipped, _, _ = pretrained.load("mnist", device="cpu")
     assert_same_weights(shipped.state_dict(), trainer.model, "model from the shipped 'mnist'")
 
@@ -707,11 +709,12 @@ def test_init_from_errors_name_the_argument(images, straight, tmp_path):
         _trainer(cfg(tmp_path, preset="mnist_cpu", unet=None, init_from=src)).init_weights(src)
     with pytest.raises(ValueError, match=r"init_from=.*another noise schedule \(T = 1000\).*T = 500"):
         _trainer(cfg(tmp_path, T=500, init_from=src)).init_weights(src)
-    with pytest.raises(FileNotFoundError, match=r"init_from='nowhere.pt': no such file, and not a shipped model"):
+    with pytest.raises(FileNotFoundError, match=r"init_from='nowhere.pt': no such file; give an exported weights file"):
         train(cfg(tmp_path, init_from="nowhere.pt"), dataset=images, progress=False)
-    with pytest.raises(ValueError, match=r"init_from=.mnist.*channel_mults: \(1, 2, 4\) there, \(1, 2, 2\) here"):
-        train(cfg(tmp_path, init_from="mnist"), dataset=images, progress=False)
-    from edudiff.cli import config_from_args, train_parser
+    with pytest.raises(FileNotFoundError, match=r"init_from='mnist': no such file.*--init-from mnist"):
+        train(cfg(tmp_path, init_from="mnist"), dataset=images, progress=False)  # names are the command line's
+    from edudiff import pretrained
 
-    args = train_parser().parse_args(["--fast", "--init-from", "mnist", "--out", str(tmp_path)])
-    assert config_from_args(args).init_from == "mnist"
+    shipped = str(pretrained.path_of("mnist"))
+    with pytest.raises(ValueError, match=r"init_from=.*mnist.pt.*channel_mults: \(1, 2, 4\) there, \(1, 2, 2\) here"):
+        train(cfg(tmp_path, init_from=shipped), dataset=images, progress=False)

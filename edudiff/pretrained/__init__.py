@@ -51,7 +51,7 @@ HERE = Path(__file__).resolve().parent
 
 #: Shipped weights by name: the file beside this module and its md5.
 MODELS: dict[str, dict] = {
-    "mnist": {"file": "mnist.pt", "md5": "9699b9f3bea441523954bde0055b7ac1", "card": "mnist.json"},
+    "mnist": {"file": "mnist.pt", "md5": "2608069333d0159f9e477b9e8e991edb", "card": "mnist.json"},
     "mnist_cond": {"file": "mnist_cond.pt", "md5": "0ae117b5dfa6c57fb3ab3e32630fe079", "card": "mnist_cond.json"},
 }
 #: Shipped noise-aware classifiers p(y | x_t, t), for classifier guidance (notebook 09): :func:`load_classifier`.
@@ -117,8 +117,8 @@ def _verified_state(name: str, entry: dict, path: Path, required: tuple[str, ...
 
 def verified_weights(name: str) -> tuple[Path, dict]:
     """``(path, state)`` of the shipped diffusion model ``name``: its file, md5-checked and read weights-only (the
-    float16 EMA weights, ``unet_config``, ``betas``). :func:`load` builds the model from it; training's
-    ``init_from`` starts a run from it."""
+    float16 EMA weights, ``unet_config``, ``betas``). :func:`load` builds the model from it; the command
+    line's ``train --init-from NAME`` starts a training run from it."""
     if name in CLASSIFIERS:
         raise ValueError(f"{name!r} is a classifier, not a diffusion model: use load_classifier({name!r})")
     path = path_of(name)
@@ -400,4 +400,5 @@ _CARD_FIELDS = (
     "beta_T",
     "seed",
     "weight_decay",
+    "init_from",
 )

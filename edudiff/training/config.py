@@ -70,9 +70,10 @@ class TrainConfig:
     ``ddim_steps`` (periodic grids: DDIM with that many steps; None = Algorithm 2 with all T).
 
     Starting point: ``init_from`` (None = random weights from ``seed``): start the model and its EMA from the
-    weights of a trained model -- the name of a shipped one (``"mnist"``, :func:`edudiff.pretrained.available`) or
-    a file, either a weights file written by :func:`edudiff.pretrained.export` or a training checkpoint (its EMA
-    weights) -- with a fresh optimizer, step 0 and this config's learning-rate schedule. Its U-Net configuration
+    weights of a trained model -- a file, either a weights file written by :func:`edudiff.pretrained.export` (a
+    shipped one: ``edudiff.pretrained.path_of("mnist")``; the command line's ``--init-from mnist`` resolves the name
+    and checks its md5) or a training checkpoint (its EMA weights) -- with a fresh optimizer, step 0 and this
+    config's learning-rate schedule. Its U-Net configuration
     and noise schedule must be this run's. Used only when the run starts afresh: a run that resumes continues
     from its own checkpoint. This is how shipped weights, of which only the EMA is kept, are trained on.
 

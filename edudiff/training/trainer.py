@@ -140,23 +140,19 @@ class Trainer:
         )
 
     def init_weights(self, source) -> None:
-        """Start the model and its EMA from trained weights (``config.init_from``): a shipped name (md5-checked,
-        :mod:`edudiff.pretrained`), an exported weights file or a training checkpoint (its EMA). The optimizer
-        stays fresh and the run starts at step 0. A U-Net configuration or a noise schedule other than this
-        run's (dropout aside) raises a ValueError naming ``init_from``."""
-        from ..pretrained import MODELS, verified_weights  # a lazy import: edudiff.pretrained imports training
-
+        """Start the model and its EMA from trained weights (``config.init_from``): a file, either a weights file
+        written by :func:`edudiff.pretrained.export` (the shipped ones: :func:`edudiff.pretrained.path_of`) or a
+        training checkpoint (its EMA). The optimizer stays fresh and the run starts at step 0. A U-Net configuration
+        or a noise schedule other than this run's (dropout aside) raises a ValueError naming ``init_from``."""
         source = str(source)
-        if source in MODELS and not Path(source).exists():
-            path, state = verified_weights(source)
-        else:
-            path = Path(source)
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"init_from={source!r}: no such file, and not a shipped model (one of {sorted(MODELS)}); "
-                    "give an exported weights file, a training checkpoint or a shipped name"
-                )
-            state = ckpt.load_checkpoint(path, map_location="cpu", required=("ema", "unet_config"))
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"init_from={source!r}: no such file; give an exported weights file or a training checkpoint "
+                "(for the course's shipped weights, edudiff.pretrained.path_of(name); on the command line, "
+                "--init-from mnist)"
+            )
+        state = ckpt.load_checkpoint(path, map_location="cpu", required=("ema", "unet_config"))
         there, here = dataclasses.asdict(UNetConfig(**state["unet_config"])), dataclasses.asdict(self.unet_config)
         # Dropout is a training setting, not part of what the weights mean: it may differ.
         diffs = [f"{k}: {there[k]!r} there, {here[k]!r} here" for k in here if k != "dropout" and there[k] != here[k]]
