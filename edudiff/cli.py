@@ -134,7 +134,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if overrides.get("min_snr_gamma") == 0:
         overrides["min_snr_gamma"] = None  # 0 on the command line = plain L_simple
     overrides.update(download=args.download, compile=args.compile)
-    if overrides.get("init_from") is not None and not os.path.exists(overrides["init_from"]):
+    if overrides.get("init_from") is not None and not os.path.isfile(overrides["init_from"]):
         from . import pretrained
 
         if overrides["init_from"] in pretrained.MODELS:  # a shipped name: its file, md5-checked
