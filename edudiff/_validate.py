@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from contextlib import contextmanager
 
@@ -84,6 +85,17 @@ def check_positive_int(value, name: str, minimum: int = 1, fix: str = "") -> int
         what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
         raise ValueError(f"{name} must be {what}, got {value!r}" + (f" {fix}" if fix else ""))
     return value
+
+
+def check_nonnegative_number(value, name: str, meaning: str) -> float:
+    """``float(value)`` if it is a Python int or float (not a bool), finite and >= 0; else a TypeError or ValueError
+    naming ``name``, with ``meaning`` (what the values mean, e.g. "0 = none") in the message."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number ({meaning}), got {value!r}")
+    v = float(value)
+    if not math.isfinite(v) or v < 0:
+        raise ValueError(f"{name} must be a finite number >= 0 ({meaning}), got {v}")
+    return v
 
 
 def renamed_argument(value, old_value, new: str, old: str):

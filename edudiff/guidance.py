@@ -45,9 +45,9 @@ Taught in: notebooks/08_conditional_guidance.ipynb.
 
 from __future__ import annotations
 
-import math
-
 import torch
+
+from ._validate import check_nonnegative_number
 
 __all__ = [
     "cfg_eps",
@@ -85,14 +85,8 @@ def _is_unconditional(model) -> bool:
 
 
 def _check_scale(guidance_scale) -> float:
-    if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)):
-        raise TypeError(f"guidance_scale must be a number (1 = plain conditional sampling), got {guidance_scale!r}")
-    s = float(guidance_scale)
-    if not math.isfinite(s) or s < 0:
-        raise ValueError(
-            f"guidance_scale must be a finite number >= 0 (0 = unconditional, 1 = conditional, > 1 = guided), got {s}"
-        )
-    return s
+    meaning = "0 = unconditional, 1 = conditional, > 1 = guided"
+    return check_nonnegative_number(guidance_scale, "guidance_scale", meaning)
 
 
 def check_guidance_interval(guidance_interval, T: int | None = None) -> tuple[int, int] | None:

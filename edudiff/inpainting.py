@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import torch
 
-from ._validate import check_finite, check_positive_int
+from ._validate import check_finite, check_nonnegative_number, check_positive_int
 from .forward import randn_like
 from .posterior import predict_x0_from_eps, q_posterior
 from .reverse import call_model, check_var_type, eval_mode, p_mean_variance, reverse_variance
@@ -156,12 +156,8 @@ def inpaint(
     see the module docstring), which adds a backward pass to each step.
     """
     check_finite(x_known, "x_known")
-    w = float(reconstruction_weight)
-    if not (w >= 0 and w < float("inf")):
-        raise ValueError(
-            f"reconstruction_weight must be a finite number >= 0 (w_r of reconstruction guidance; 0 = none), "
-            f"got {reconstruction_weight!r}"
-        )
+    meaning = "w_r of reconstruction guidance; 0 = none"
+    w = check_nonnegative_number(reconstruction_weight, "reconstruction_weight", meaning)
     check_var_type(var_type)
     m = _check_mask(mask, x_known)
     if steps is not None:

@@ -198,5 +198,7 @@ def test_reconstruction_weight_zero_is_plain_inpainting_and_bad_weights_are_refu
     for bad in (-1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="reconstruction_weight must be a finite number >= 0"):
             inpaint(SCHED, model, x, mask, reconstruction_weight=bad)
+    with pytest.raises(TypeError, match="reconstruction_weight must be a number"):
+        inpaint(SCHED, model, x, mask, reconstruction_weight=True)
     with pytest.raises(ValueError, match="returned a tensor without a gradient"):
         inpaint(SCHED, lambda xt, t: model(xt.detach(), t), x, mask, reconstruction_weight=2.0)
