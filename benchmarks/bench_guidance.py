@@ -8,10 +8,12 @@
 * **Inpainting**: the first ``--n-inpaint`` MNIST test digits with the top (or bottom) half known, completed by
   ``edudiff.inpainting.inpaint`` on the schedule respaced to each of ``--inpaint-steps``, for each RePaint ``U`` in
   ``--resample``, with RePaint's jumps of ``--jump-length`` steps; the share whose completion the scoring classifier
-  gives the original label (arg-max).
+  gives the original label (arg-max). Beside them, two references that no model draws: the nearest training digit's
+  other half, and what a perfect sampler of the exact conditional p(x_unknown | x_known) would keep, E[p(y | x_known)]
+  from a calibrated classifier of half digits (``--ceiling-steps``; :func:`conditional_ceiling`).
 
     python benchmarks/bench_guidance.py                                    # the figures in benchmarks/README.md
-    python benchmarks/bench_guidance.py --n 20 --scales 0 4 --n-inpaint 10 --inpaint-steps 5 --resample 1   # smoke
+    python benchmarks/bench_guidance.py --n 20 --scales 4 --n-inpaint 9 --inpaint-steps 5 --resample 1 --ceiling-steps 9
     python benchmarks/bench_guidance.py --skip-guidance --inpaint-steps 50 100 --resample 1 5 10
     python benchmarks/bench_guidance.py --skip-guidance --n-inpaint 100 --resample 10 --jump-length 1 5 10
     python benchmarks/bench_guidance.py --skip-guidance --n-inpaint 500 --resample 1 --reconstruction 0 4 8 16
@@ -27,11 +29,13 @@ import json
 import time
 
 import torch
+import torch.nn.functional as F
 
 from edudiff import pretrained
 from edudiff.data import load_mnist
 from edudiff.images import sample_images
 from edudiff.images.evaluate import load_or_train_classifier, mnist_sample_quality
+from edudiff.images.sample_quality import train_classifier
 from edudiff.inpainting import inpaint
 from edudiff.nn.checkpoint import load_model
 
@@ -53,6 +57,27 @@ def guidance_sweep(args, unet, schedule, guide, scorer) -> list[dict]:
     return rows
 
 
+def conditional_ceiling(known_train, train_labels, known_test, test_labels, steps: int) -> tuple[float, float, float]:
+    """What a perfect sampler of p(x_unknown | x_known) would keep: E[p(y | x_known)] over the test digits.
+
+    A completion drawn from the true conditional shows digit y with probability p(y | x_known), so its label is kept
+    with probability p(y_true | x_known). That probability is estimated by the scoring network's architecture trained
+    on the half digits alone (the first 55,000 training digits) and temperature-scaled on the last 5,000 (Guo et al.
+    2017). Returns (E[p(y_true | half)], the arg-max accuracy -- what a completion always showing the most likely
+    digit would keep --, the temperature)."""
+    fit, val = slice(0, 55000), slice(55000, None)
+    with torch.enable_grad():  # inpainting_table runs under no_grad
+        clf = train_classifier(known_train[fit], train_labels[fit], steps=steps, batch_size=128, seed=0, device="cpu")
+    with torch.no_grad():
+        logits_val, logits_test = clf(known_train[val]), clf(known_test)
+    temperatures = torch.linspace(0.25, 4.0, 376)  # steps of 0.01
+    nll = torch.stack([F.cross_entropy(logits_val / T, train_labels[val]) for T in temperatures])
+    T = float(temperatures[nll.argmin()])
+    p = (logits_test / T).softmax(1)
+    p_true = float(p.gather(1, test_labels[:, None]).mean())
+    return p_true, float((p.argmax(1) == test_labels).double().mean()), T
+
+
 @torch.no_grad()
 def inpainting_table(args, unet, schedule, scorer) -> list[dict]:
     test, train = load_mnist(train=False), load_mnist(train=True)
@@ -71,6 +96,16 @@ def inpainting_table(args, unet, schedule, scorer) -> list[dict]:
         )
         rows.append({"half": half, "method": "nearest training digit", "label_kept": nn_kept})
         print(f"  {half} half known, completed by the nearest training digit: label kept {nn_kept:.3f}", flush=True)
+        if args.ceiling_steps > 0:
+            t0 = time.perf_counter()
+            p_true, map_kept, T = conditional_ceiling(
+                mask * train.images - (1 - mask), train.labels, mask * digits - (1 - mask), labels, args.ceiling_steps
+            )
+            rows.append({"half": half, "method": "exact conditional (estimated)", "label_kept": p_true,
+                         "most_likely_digit": map_kept, "temperature": T})  # fmt: skip
+            print(f"  {half} half known, a perfect sampler of the conditional: label kept {p_true:.3f} (estimated; "
+                  f"always the most likely digit: {map_kept:.3f}; T = {T:.2f}; {time.perf_counter() - t0:.0f} s)",
+                  flush=True)  # fmt: skip
         settings = itertools.product(args.inpaint_steps, args.resample, args.jump_length, args.reconstruction)
         for steps, u, j, w in settings:
             if u == 1 and j > 1:
@@ -100,6 +135,8 @@ def main(argv=None) -> int:
                    help="reconstruction guidance weights w_r (default 0 = none)")  # fmt: skip
     p.add_argument("--halves", nargs="+", choices=["top", "bottom"], default=["top", "bottom"],
                    help="which half is known (default both)")  # fmt: skip
+    p.add_argument("--ceiling-steps", type=int, default=4000,
+                   help="steps of the half-digit classifier behind the perfect-sampler figure (0: skip)")  # fmt: skip
     p.add_argument("--ckpt", help="a training checkpoint to steer instead of the shipped mnist")
     p.add_argument("--skip-guidance", action="store_true")
     p.add_argument("--skip-inpainting", action="store_true")
