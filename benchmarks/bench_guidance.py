@@ -84,22 +84,25 @@ def inpainting_table(args, unet, schedule, scorer) -> list[dict]:
     digits, labels = test.images[: args.n_inpaint], test.labels[: args.n_inpaint]
     top = torch.zeros(1, 1, 28, 28)
     top[..., :14, :] = 1.0
+
+    def label_kept(images: torch.Tensor) -> float:
+        return float((scorer(images).argmax(1) == labels).double().mean())
+
     rows = []
     for half, mask in (("top", top), ("bottom", 1 - top)):
         if half not in args.halves:
             continue
-        alone = float((scorer(mask * digits - (1 - mask)).argmax(1) == labels).double().mean())
+        blank = mask * digits - (1 - mask)  # the known half alone, the rest -1 (black)
+        alone = label_kept(blank)
         print(f"  {half} half known, the half alone: label kept {alone:.3f}", flush=True)
         nearest = torch.cdist((mask * digits).flatten(1), (mask * train.images).flatten(1)).argmin(1)
-        nn_kept = float(
-            (scorer(mask * digits + (1 - mask) * train.images[nearest]).argmax(1) == labels).double().mean()
-        )
+        nn_kept = label_kept(mask * digits + (1 - mask) * train.images[nearest])
         rows.append({"half": half, "method": "nearest training digit", "label_kept": nn_kept})
         print(f"  {half} half known, completed by the nearest training digit: label kept {nn_kept:.3f}", flush=True)
         if args.ceiling_steps > 0:
             t0 = time.perf_counter()
             p_true, map_kept, T = conditional_ceiling(
-                mask * train.images - (1 - mask), train.labels, mask * digits - (1 - mask), labels, args.ceiling_steps
+                mask * train.images - (1 - mask), train.labels, blank, labels, args.ceiling_steps
             )
             rows.append({"half": half, "method": "exact conditional (estimated)", "label_kept": p_true,
                          "most_likely_digit": map_kept, "temperature": T})  # fmt: skip
@@ -113,7 +116,7 @@ def inpainting_table(args, unet, schedule, scorer) -> list[dict]:
             t0 = time.perf_counter()
             out = inpaint(schedule, unet, digits, mask, resample_steps=u, steps=steps, clip_x0=True, jump_length=j,
                           reconstruction_weight=w, generator=torch.Generator().manual_seed(args.seed + u))  # fmt: skip
-            kept = float((scorer(out.clamp(-1, 1)).argmax(1) == labels).double().mean())
+            kept = label_kept(out.clamp(-1, 1))
             row = {"half": half, "steps": steps, "U": u, "jump_length": j, "reconstruction_weight": w,
                    "label_kept": kept, "alone": alone, "seconds": time.perf_counter() - t0}  # fmt: skip
             rows.append(row)
