@@ -7,16 +7,19 @@
   features to real training digits over real test digits' own at the same N).
 * **Inpainting**: the first ``--n-inpaint`` MNIST test digits with the top (or bottom) half known, completed by
   ``edudiff.inpainting.inpaint`` on the schedule respaced to each of ``--inpaint-steps``, for each RePaint ``U`` in
-  ``--resample``, with RePaint's jumps of ``--jump-length`` steps; the share whose completion the scoring classifier
-  gives the original label (arg-max). Beside them, two references that no model draws: the nearest training digit's
-  other half, and what a perfect sampler of the exact conditional p(x_unknown | x_known) would keep, E[p(y | x_known)]
-  from a calibrated classifier of half digits (``--ceiling-steps``; :func:`conditional_ceiling`).
+  ``--resample``, with RePaint's jumps of ``--jump-length`` steps, reconstruction guidance of each weight in
+  ``--reconstruction`` and each number of ``--particles`` (SMCDiff's weighed chains); the share whose completion the
+  scoring classifier gives the original label (arg-max). Beside them, two references that no model draws: the nearest
+  training digit's other half, and what a perfect sampler of the exact conditional p(x_unknown | x_known) would keep,
+  E[p(y | x_known)] from a calibrated classifier of half digits (``--ceiling-steps``; :func:`conditional_ceiling`).
 
     python benchmarks/bench_guidance.py                                    # the figures in benchmarks/README.md
     python benchmarks/bench_guidance.py --n 20 --scales 4 --n-inpaint 9 --inpaint-steps 5 --resample 1 --ceiling-steps 9
     python benchmarks/bench_guidance.py --skip-guidance --inpaint-steps 50 100 --resample 1 5 10
     python benchmarks/bench_guidance.py --skip-guidance --n-inpaint 100 --resample 10 --jump-length 1 5 10
     python benchmarks/bench_guidance.py --skip-guidance --n-inpaint 500 --resample 1 --reconstruction 0 4 8 16
+    python benchmarks/bench_guidance.py --skip-guidance --n-inpaint 500 --inpaint-steps 100 --resample 1 \
+        --reconstruction 16 --particles 1 4 --batch 100 --ceiling-steps 0
 
 Prints a table per part and writes ``--out`` (JSON). Meant for a 2-core CPU; the thread count is printed.
 """
@@ -109,18 +112,21 @@ def inpainting_table(args, unet, schedule, scorer) -> list[dict]:
             print(f"  {half} half known, a perfect sampler of the conditional: label kept {p_true:.3f} (estimated; "
                   f"always the most likely digit: {map_kept:.3f}; T = {T:.2f}; {time.perf_counter() - t0:.0f} s)",
                   flush=True)  # fmt: skip
-        settings = itertools.product(args.inpaint_steps, args.resample, args.jump_length, args.reconstruction)
-        for steps, u, j, w in settings:
-            if u == 1 and j > 1:
-                continue  # no resampling, nothing to jump
+        settings = itertools.product(args.inpaint_steps, args.resample, args.jump_length, args.reconstruction,
+                                     args.particles)  # fmt: skip
+        for steps, u, j, w, k in settings:
+            if (u == 1 and j > 1) or (k > 1 and u > 1):
+                continue  # no resampling, nothing to jump; particles go without RePaint's resampling
             t0 = time.perf_counter()
-            out = inpaint(schedule, unet, digits, mask, resample_steps=u, steps=steps, clip_x0=True, jump_length=j,
-                          reconstruction_weight=w, generator=torch.Generator().manual_seed(args.seed + u))  # fmt: skip
+            g, size = torch.Generator().manual_seed(args.seed + u), args.batch or len(digits)
+            out = torch.cat([inpaint(schedule, unet, digits[i : i + size], mask, resample_steps=u, steps=steps,
+                                     clip_x0=True, jump_length=j, reconstruction_weight=w, particles=k, generator=g)
+                             for i in range(0, len(digits), size)])  # fmt: skip
             kept = label_kept(out.clamp(-1, 1))
-            row = {"half": half, "steps": steps, "U": u, "jump_length": j, "reconstruction_weight": w,
+            row = {"half": half, "steps": steps, "U": u, "jump_length": j, "reconstruction_weight": w, "particles": k,
                    "label_kept": kept, "alone": alone, "seconds": time.perf_counter() - t0}  # fmt: skip
             rows.append(row)
-            print(f"  {half} half known, {steps} steps, U = {u}, j = {j}, w_r = {w:g}: label kept {kept:.3f} "
+            print(f"  {half} half known, {steps} steps, U = {u}, j = {j}, w_r = {w:g}, K = {k}: label kept {kept:.3f} "
                   f"({row['seconds']:.0f} s)", flush=True)  # fmt: skip
     return rows
 
@@ -136,6 +142,10 @@ def main(argv=None) -> int:
     p.add_argument("--jump-length", type=int, nargs="+", default=[1], help="RePaint's j (default 1)")
     p.add_argument("--reconstruction", type=float, nargs="+", default=[0.0],
                    help="reconstruction guidance weights w_r (default 0 = none)")  # fmt: skip
+    p.add_argument("--particles", type=int, nargs="+", default=[1],
+                   help="chains per digit, weighed and resampled (SMCDiff's K; default 1 = none)")  # fmt: skip
+    p.add_argument("--batch", type=int, default=0,
+                   help="digits per inpaint call (default 0: all at once)")  # fmt: skip
     p.add_argument("--halves", nargs="+", choices=["top", "bottom"], default=["top", "bottom"],
                    help="which half is known (default both)")  # fmt: skip
     p.add_argument("--ceiling-steps", type=int, default=4000,

@@ -34,6 +34,21 @@ It costs a backward pass through the network per step (a guided step took 1.8x a
 and combines with the
 replacement above (the known region is still replaced) and with resampling.
 
+**Particles** (SMCDiff, Trippe et al. 2022, "Diffusion probabilistic modeling of protein backbones in 3D for the
+motif-scaffolding problem", sec. 4) turn replacement into a sampler of the model's own conditional, exact as the
+number of particles grows: the known region follows *one* noisy path, :math:`x_T^a \sim q(x_T|x_0)` and then
+:math:`x_{t-1}^a \sim q(x_{t-1}|x_t, x_0)` (eq. 6-7), shared by ``particles`` = K chains per input; each chain draws
+its unknown region from the model as above and is weighed by how likely the model finds the known path's next state,
+
+.. math:: w^{(k)} \propto \prod_t p_\theta(x_{t-1}^a \mid x_t^{(k)})
+          = \prod_t \mathcal N\big(x_{t-1}^a;\ \mu_\theta^a(x_t^{(k)}, t),\ \sigma_t^2 I\big),
+
+so a chain whose unknown region disagrees with the known one (the model would have moved the known pixels elsewhere)
+loses weight. When an input's effective sample size :math:`1/\sum_k w_k^2` (weights normalised) falls below K/2 its
+chains are resampled in proportion to their weights; at the end one chain per input is drawn by its weight. It costs K
+times the network calls. With reconstruction guidance the unknown region is drawn from the guided step instead, and the
+weights stay the model's density of the known path (a heuristic: they do not correct for the guided proposal).
+
 Shapes: ``x_known`` (B, ...) in the data's scale, ``mask`` broadcastable to it, 1 = known. A model is any callable
 ``model(x_t, t) -> eps_hat``; t runs 1..T.
 
@@ -144,6 +159,7 @@ def inpaint(
     steps: int | None = None,
     jump_length: int = 1,
     reconstruction_weight: float = 0.0,
+    particles: int = 1,
 ) -> torch.Tensor:
     """Fill in the unknown region (``mask == 0``) of ``x_known`` with the model; returns x_0, shape of ``x_known``,
     equal to ``x_known`` where ``mask == 1``.
@@ -153,19 +169,34 @@ def inpaint(
     on the schedule respaced to that many of its timesteps (:func:`edudiff.sampling.respace`; None = all T), the way
     to make it affordable on a CPU. Costs about ``steps * resample_steps`` network calls (``T * resample_steps``
     without ``steps``). ``reconstruction_weight``: :math:`w_r` of reconstruction guidance (0 = none, the default;
-    see the module docstring), which adds a backward pass to each step.
+    see the module docstring), which adds a backward pass to each step. ``particles``: K > 1 runs K chains per input,
+    weighed and resampled by how well each explains the known region, and returns one per input ("Particles" in the
+    module docstring; K times the cost; only with ``resample_steps=1``, ``jump_length=1``).
     """
     check_finite(x_known, "x_known")
     meaning = "w_r of reconstruction guidance; 0 = none"
     w = check_nonnegative_number(reconstruction_weight, "reconstruction_weight", meaning)
+    k = check_positive_int(particles, "particles", fix="(chains per input, SMCDiff's K; 1 = one chain)")
+    if k > 1 and (resample_steps != 1 or jump_length != 1):
+        raise ValueError(
+            f"particles={k} weighs each chain by the model's density of one noisy path of the known region, which "
+            "RePaint's resampling would redraw; use particles with resample_steps=1 and jump_length=1"
+        )
     check_var_type(var_type)
     m = _check_mask(mask, x_known)
     if steps is not None:
         schedule, model = respace(schedule, steps, model)
     states = repaint_schedule(schedule.T, resample_steps, jump_length)
-    x0 = x_known
+    n = x_known.shape[0]
+    x0 = x_known.repeat_interleave(k, 0)  # particle j of input i is row i * k + j
+    if k > 1:
+        m = m.expand_as(x_known).repeat_interleave(k, 0)
     x = randn_like(x0, generator)
     ab, betas = schedule.alpha_bars, schedule.betas
+    if k > 1:  # the known region's one noisy path, shared by an input's particles: x_T ~ q(x_T | x_0) ...
+        path = ab[-1].item() ** 0.5 * x_known + (1 - ab[-1].item()) ** 0.5 * randn_like(x_known, generator)
+        x = m * path.repeat_interleave(k, 0) + (1 - m) * x
+        log_w = torch.zeros(n, k, dtype=torch.float64, device=x.device)
     with eval_mode(model):
         moves = zip(states, states[1:])
         for a, b in progress_bar(moves, progress, desc="inpainting", leave=False, total=len(states) - 1):
@@ -183,8 +214,56 @@ def inpaint(
                 out = reconstruction_guided_step(schedule, model, x, tt, x0, m, w, var_type=var_type, clip_x0=clip_x0)
             else:
                 out = p_mean_variance(schedule, model, x, tt, var_type=var_type, clip_x0=clip_x0)
+            if k > 1:  # ... continued by q(x_{t-1} | x_t, x_0) (eq. 6-7); weigh by p_theta(known x_{t-1} | x_t)
+                if t > 1:
+                    mean, var = q_posterior(schedule, x_known, path, torch.full((n,), t, device=x.device))
+                    path = mean + var.sqrt() * randn_like(path, generator)
+                else:  # x_0 itself
+                    path = x_known
+                known = path.repeat_interleave(k, 0)
+                misfit = (m * (known - out["mean"])).pow(2) / out["variance"]
+                log_w += -0.5 * misfit.flatten(1).sum(1).double().view(n, k)
+                rows, low = _resample(log_w, generator)
+                if rows is not None:
+                    x, out = x[rows], {key: out[key][rows] for key in ("mean", "variance")}
+                    log_w[low] = 0.0
             unknown = out["mean"] + (out["variance"].sqrt() * randn_like(x, generator) if t > 1 else 0.0)
-            a_prev = float(ab[t - 1])
-            known = a_prev**0.5 * x0 + ((1 - a_prev) ** 0.5 * randn_like(x0, generator) if t > 1 else 0.0)
+            if k == 1:
+                a_prev = float(ab[t - 1])
+                known = a_prev**0.5 * x0 + ((1 - a_prev) ** 0.5 * randn_like(x0, generator) if t > 1 else 0.0)
             x = m * known + (1 - m) * unknown
+    if k > 1:  # one particle per input, drawn by its weight
+        pick = _draw(torch.softmax(log_w, 1), 1, generator)[:, 0]
+        x = x.view(n, k, *x.shape[1:])[torch.arange(n, device=x.device), pick]
     return x
+
+
+def _uniform(shape: tuple[int, int], generator, like: torch.Tensor) -> torch.Tensor:
+    """Draws of U[0, 1) from ``generator`` (on its device, so that a seeded run repeats on every device), on ``like``'s
+    device and dtype."""
+    if generator is None:
+        return torch.rand(shape, device=like.device, dtype=like.dtype)
+    return torch.rand(shape, generator=generator, device=generator.device, dtype=like.dtype).to(like.device)
+
+
+def _draw(w: torch.Tensor, m: int, generator) -> torch.Tensor:
+    """``m`` independent draws of an index j with probability w_j, for each row of the weights ``w`` (n, K): shape
+    (n, m). Inverse-CDF sampling, the uniforms from ``generator``."""
+    cdf = w.cumsum(1)
+    u = _uniform((w.shape[0], m), generator, w) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).clamp(max=w.shape[1] - 1)
+
+
+def _resample(log_w: torch.Tensor, generator) -> tuple[torch.Tensor | None, torch.Tensor]:
+    r"""Multinomial resampling of the inputs whose K particles' effective sample size :math:`1/\sum_j w_j^2` (weights
+    normalised) fell below K/2: the rows to keep (those inputs' K particles drawn with replacement in proportion to
+    their weights, the other inputs' kept; None when no input needs it) and which inputs were resampled. ``log_w``
+    (n, K), log weights of the particles."""
+    n, k = log_w.shape
+    w = torch.softmax(log_w, 1)
+    low = 1.0 / (w**2).sum(1) < k / 2
+    if not bool(low.any()):
+        return None, low
+    rows = torch.arange(n * k, device=log_w.device).view(n, k)
+    rows[low] = rows[low].gather(1, _draw(w[low], k, generator))
+    return rows.flatten(), low
