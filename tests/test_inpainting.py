@@ -159,13 +159,14 @@ def test_reconstruction_guided_step_matches_the_closed_form_of_a_linear_model():
             assert abs(out["variance"][i].flatten()[0].item() - float(SCHED.betas[t[i]])) < 1e-15
 
 
-def run_guided(mix, x1, n, w, seed, resample_steps=1):
+def run_guided(mix, x1, n, w, seed, resample_steps=1, particles=1):
     known = torch.zeros(n, 2, dtype=torch.float64)
     known[:, 0] = x1
     mask = torch.tensor([1.0, 0.0], dtype=torch.float64)
     g = torch.Generator().manual_seed(seed)
     out = inpaint(SCHED, mix.optimal_eps_model(SCHED), known, mask, resample_steps=resample_steps, generator=g,
-                  reconstruction_weight=w)  # fmt: skip
+                  reconstruction_weight=w, particles=particles)  # fmt: skip
+    assert out.shape == known.shape, "one completion per input"
     assert torch.equal(out[:, 0], known[:, 0]), "the known coordinate must come back unchanged"
     return out[:, 1].numpy()
 
@@ -204,17 +205,6 @@ def test_reconstruction_weight_zero_is_plain_inpainting_and_bad_weights_are_refu
         inpaint(SCHED, lambda xt, t: model(xt.detach(), t), x, mask, reconstruction_weight=2.0)
 
 
-def run_particles(mix, x1, n, particles, seed, w=0.0):
-    known = torch.zeros(n, 2, dtype=torch.float64)
-    known[:, 0] = x1
-    mask = torch.tensor([1.0, 0.0], dtype=torch.float64)
-    g = torch.Generator().manual_seed(seed)
-    out = inpaint(SCHED, mix.optimal_eps_model(SCHED), known, mask, generator=g, particles=particles,
-                  reconstruction_weight=w)  # fmt: skip
-    assert out.shape == known.shape and torch.equal(out[:, 0], known[:, 0]), "one completion per input, known kept"
-    return out[:, 1].numpy()
-
-
 def test_particles_reach_the_exact_conditional_without_resampling():
     """The mixture of test_resampling_harmonises...: replacement alone is far off; K chains per input that share one
     noisy path of the known coordinate, weighed by the model's density of it (SMCDiff), come closer as K grows
@@ -223,11 +213,11 @@ def test_particles_reach_the_exact_conditional_without_resampling():
     input was resampled (K = 16: D 0.28)."""
     mix = GaussianMixture([0.5, 0.5], [[-2.0, -2.0], [2.0, 2.0]], [1.0, 1.0])
     cdf = exact_conditional_cdf(mix, 1.0)
-    ks = {k: stats.kstest(run_particles(mix, 1.0, 1000, k, seed=k), cdf).statistic for k in (1, 4, 16)}
+    ks = {k: stats.kstest(run_guided(mix, 1.0, 1000, 0.0, seed=k, particles=k), cdf).statistic for k in (1, 4, 16)}
     assert ks[1] > 0.2, f"one chain is plain replacement, far off here: KS D {ks[1]:.3f}"
     assert ks[1] > ks[4] > ks[16], f"more particles should come closer to the exact conditional: {ks}"
     assert ks[16] < 0.07, f"16 particles should be close to the exact conditional: KS D {ks[16]:.3f}"
-    guided = stats.kstest(run_particles(mix, 1.0, 1000, 4, seed=5, w=4.0), cdf).statistic
+    guided = stats.kstest(run_guided(mix, 1.0, 1000, 4.0, seed=5, particles=4), cdf).statistic
     assert guided < 0.07, f"4 particles with w_r = 4 proposals should be close: KS D {guided:.3f}"
 
 
